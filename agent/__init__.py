@@ -1,0 +1,1 @@
+"""The brain of the loop: config, campaign, planners, store, cluster, report and CLI."""

@@ -1,0 +1,1 @@
+"""Gymnasium environments over twins and critics, registered on import."""

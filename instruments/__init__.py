@@ -1,0 +1,1 @@
+"""The physical world: instrument protocol, server, client, drivers and simulated backends."""

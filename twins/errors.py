@@ -1,0 +1,23 @@
+"""The one exception family of the digital space."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class TwinError(ValueError):
+    """A twin, recipe, parameter space or microstructure file was not what was expected.
+
+    The message names what was expected, what was got and, where it helps, how to fix it;
+    the CLI prints it as one line with exit code 2.
+    """
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """A '; did you mean ...?' suffix for an unknown name, or the list of known names."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f"; known: {', '.join(known)}"

@@ -1,0 +1,22 @@
+"""Digital twins of manufacturing (G-models), by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twins.errors import TwinError, did_you_mean
+from twins.manufacturing.base import Twin
+
+TWINS: dict[str, type[Twin]] = {}
+
+
+def get_twin(name: str, **options: Any) -> Twin:
+    """The twin registered as ``name``, built with ``options``; a suggestion on a miss."""
+    try:
+        cls = TWINS[name]
+    except KeyError:
+        raise TwinError(f"unknown twin '{name}'{did_you_mean(name, TWINS)}") from None
+    return cls(**options)
+
+
+__all__ = ["TWINS", "Twin", "get_twin"]

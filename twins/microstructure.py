@@ -1,0 +1,176 @@
+"""Labelled voxel images of porous materials and their file formats.
+
+A ``Microstructure`` is what twins generate, tomographs measure and critics score. It
+round-trips through a multi-page ImageJ TIFF (opens in Fiji as a stack, voxel size in µm)
+and through ``.npz``; both keep the phase names and the provenance.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+from pydantic import BaseModel, ConfigDict
+
+from twins.errors import TwinError
+
+_FORMAT = "poreloop.microstructure/1"
+
+
+class Provenance(BaseModel):
+    """Where a structure came from: the twin, the recipe and seed it was made with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    twin: str = "unknown"
+    recipe: dict[str, float | int | str] = {}
+    seed: int | None = None
+    version: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Microstructure:
+    """Labelled voxels. labels: ``(nx, ny, nz)`` (or ``(nx, ny)`` for an image) uint8 phase ids."""
+
+    labels: np.ndarray
+    voxel_size_um: float
+    phases: dict[int, str]
+    provenance: Provenance = field(default_factory=Provenance)
+
+    def __post_init__(self) -> None:
+        labels = self.labels
+        if not isinstance(labels, np.ndarray) or labels.ndim not in (2, 3):
+            raise TwinError(
+                f"labels must be a 2D or 3D array, got {getattr(labels, 'shape', labels)!r}"
+            )
+        if labels.dtype != np.uint8:
+            raise TwinError(f"labels must be uint8 phase ids, got dtype {labels.dtype}")
+        if not (np.isfinite(self.voxel_size_um) and self.voxel_size_um > 0):
+            raise TwinError(f"voxel_size_um must be a positive number, got {self.voxel_size_um}")
+        present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
+        unnamed = sorted(set(present.tolist()) - set(self.phases))
+        if unnamed:
+            raise TwinError(
+                f"labels hold phase ids {unnamed} that have no name in phases {self.phases}"
+            )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.labels.shape
+
+    def phase_id(self, name: str) -> int:
+        for pid, pname in self.phases.items():
+            if pname == name:
+                return pid
+        raise TwinError(f"no phase named '{name}'; phases are {self.phases}")
+
+    def phase_fractions(self) -> dict[str, float]:
+        """Volume fraction of every named phase (absent phases give 0)."""
+        counts = np.bincount(self.labels.ravel(), minlength=256) / self.labels.size
+        return {name: float(counts[pid]) for pid, name in sorted(self.phases.items())}
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``.tif``/``.tiff`` (ImageJ stack) or ``.npz``, chosen by the suffix."""
+        path = Path(path)
+        meta = self._meta()
+        if path.suffix.lower() in (".tif", ".tiff"):
+            spacing = self.voxel_size_um
+            tifffile.imwrite(
+                path,
+                self.labels,
+                imagej=True,
+                resolution=(1 / spacing, 1 / spacing),
+                metadata={
+                    "spacing": spacing,
+                    "unit": "um",
+                    "axes": "ZYX" if self.labels.ndim == 3 else "YX",
+                    "Info": json.dumps(meta),
+                },
+            )
+        elif path.suffix.lower() == ".npz":
+            np.savez_compressed(path, labels=self.labels, meta=json.dumps(meta))
+        else:
+            raise TwinError(f"cannot save to '{path}': expected a .tif, .tiff or .npz suffix")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, voxel_size_um: float | None = None) -> Microstructure:
+        """Read a file written by ``save`` or a foreign segmented TIFF stack.
+
+        A foreign file's phase ids get names ``phase_<id>``; ``voxel_size_um`` overrides the
+        size stored in the file (foreign files often carry none).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise TwinError(f"no such file: '{path}'")
+        suffix = path.suffix.lower()
+        try:
+            if suffix in (".tif", ".tiff"):
+                labels, meta, stored_size = _read_tiff(path)
+            elif suffix == ".npz":
+                with np.load(path, allow_pickle=False) as data:
+                    labels, meta = data["labels"], json.loads(str(data["meta"]))
+                stored_size = meta.get("voxel_size_um")
+            else:
+                raise TwinError(f"cannot read '{path}': expected a .tif, .tiff or .npz file")
+        except TwinError:
+            raise
+        except Exception as exc:  # tifffile, zipfile and json raise many kinds on a corrupt file
+            raise TwinError(f"cannot read '{path}': {type(exc).__name__}: {exc}") from None
+        labels = _as_labels(labels, path)
+        if meta.get("format") == _FORMAT:
+            phases = {int(k): str(v) for k, v in meta["phases"].items()}
+            provenance = Provenance(**meta["provenance"])
+        else:
+            phases = {int(v): f"phase_{v}" for v in np.unique(labels)}
+            provenance = Provenance(source=str(path))
+        size = voxel_size_um if voxel_size_um is not None else (stored_size or 1.0)
+        return cls(labels, float(size), phases, provenance)
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "format": _FORMAT,
+            "voxel_size_um": self.voxel_size_um,
+            "phases": {str(k): v for k, v in self.phases.items()},
+            "provenance": self.provenance.model_dump(),
+        }
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any], float | None]:
+    """Labels, our metadata (or {}) and the stored voxel size of a TIFF file."""
+    with tifffile.TiffFile(path) as tif:
+        labels = tif.asarray()
+        ij = tif.imagej_metadata or {}
+    meta: dict[str, Any] = {}
+    if "Info" in ij:
+        try:
+            meta = json.loads(ij["Info"])
+        except json.JSONDecodeError:
+            meta = {}
+    size = meta.get("voxel_size_um") or ij.get("spacing")
+    return labels, meta, size
+
+
+def _as_labels(labels: np.ndarray, path: Path) -> np.ndarray:
+    """Check that an array read from a file is a segmented label image and make it uint8."""
+    labels = np.squeeze(labels)
+    if labels.ndim not in (2, 3):
+        raise TwinError(
+            f"'{path}' holds an array of shape {labels.shape}; expected a 2D image or 3D stack"
+        )
+    if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != np.bool_:
+        raise TwinError(
+            f"'{path}' holds {labels.dtype} grey values; expected a segmented label image "
+            "(integer phase ids) — segment it first"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise TwinError(
+            f"'{path}' holds phase ids outside 0..255 (min {labels.min()}, max {labels.max()}); "
+            "expected a segmented label image"
+        )
+    return labels.astype(np.uint8)
