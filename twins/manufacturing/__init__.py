@@ -6,8 +6,9 @@ from typing import Any
 
 from twins.errors import TwinError, did_you_mean
 from twins.manufacturing.base import Twin
+from twins.manufacturing.electrode import ElectrodeTwin
 
-TWINS: dict[str, type[Twin]] = {}
+TWINS: dict[str, type[Twin]] = {cls.name: cls for cls in (ElectrodeTwin,)}
 
 
 def get_twin(name: str, **options: Any) -> Twin:

@@ -1,0 +1,323 @@
+"""The ``poreloop`` command line.
+
+Heavy modules (the twins, matplotlib) are imported inside the commands that use them, so
+``poreloop --help`` answers at once. A user mistake is printed as one line
+``poreloop: error: <message>`` on stderr with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from twins.manufacturing.base import Twin
+    from twins.microstructure import Microstructure
+    from twins.space import ParameterSpace, Value
+
+PROG = "poreloop"
+_MICROSTRUCTURE_SUFFIXES = (".tif", ".tiff", ".npz")
+_PARAMETER_KEYS = ("name", "kind", "unit", "low", "high", "default", "choices", "description")
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exception families that mean a user mistake; add each package's family here.
+
+    Imported on demand so that ``--help`` does not pay for the packages.
+    """
+    from twins.errors import TwinError
+
+    return (TwinError, OSError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit status: 0 on success, 2 on a usage error or user mistake."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help (0) and on usage errors (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return args.run(args)
+    except Exception as exc:
+        if not isinstance(exc, user_errors()):
+            raise
+        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="A closed-loop lab for porous energy materials.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    twin = commands.add_parser(
+        "twin",
+        help="manufacturing twins: list them, generate microstructures, look at them",
+        description="Manufacturing twins (recipe → 3D microstructure).",
+    )
+    twin_commands = twin.add_subparsers(dest="twin_command", required=True, metavar="COMMAND")
+
+    listing = twin_commands.add_parser(
+        "list",
+        help="every registered twin with its parameters",
+        description=(
+            "Every registered twin with its phases, parameters (kind, unit, bounds or "
+            "choices, default) and linear constraints. --json prints a list of "
+            "{name, description, phases: {'<id>': name}, dims, parameters: [{name, kind, "
+            "unit, low, high, default, choices, description}], constraints: [text]}; keys "
+            "that do not apply to a parameter kind are null."
+        ),
+    )
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(run=twin_list)
+
+    generate = twin_commands.add_parser(
+        "generate",
+        help="generate a microstructure from a recipe",
+        description=(
+            "Generate a microstructure with twin NAME. Parameters not set with --set take "
+            "their defaults (see `poreloop twin list`)."
+        ),
+    )
+    generate.add_argument("name", metavar="NAME", help="registered twin name")
+    generate.add_argument(
+        "--set",
+        dest="values",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        type=_key_value,
+        help="a recipe parameter (repeatable), e.g. --set voxel_size_um=0.5",
+    )
+    box = generate.add_mutually_exclusive_group()
+    box.add_argument(
+        "--size", type=_positive_int, default=128, help="edge of a cubic box in voxels (128)"
+    )
+    box.add_argument("--shape", type=_shape, help="box shape NX,NY,NZ in voxels")
+    generate.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    generate.add_argument(
+        "--out", type=Path, required=True, help="output file: .tif/.tiff (ImageJ stack) or .npz"
+    )
+    generate.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="a measured microstructure (.tif/.npz) for twins that reproduce one",
+    )
+    generate.set_defaults(run=twin_generate)
+
+    show = twin_commands.add_parser(
+        "show",
+        help="picture the mid-slices of a microstructure file",
+        description="Orthogonal mid-slices (xy, xz, yz) with phase legend and a scale bar.",
+    )
+    show.add_argument("file", type=Path, metavar="FILE", help="a .tif/.tiff or .npz file")
+    show.add_argument(
+        "--out", type=Path, help="picture to write (.png, .pdf, .svg); default FILE with .png"
+    )
+    show.add_argument(
+        "--voxel-size-um",
+        type=float,
+        help="voxel size in µm, overriding the file's (foreign files often carry none)",
+    )
+    show.set_defaults(run=twin_show)
+    return parser
+
+
+def twin_list(args: argparse.Namespace) -> int:
+    from twins.manufacturing import TWINS
+
+    entries = [_describe_twin(cls) for _, cls in sorted(TWINS.items())]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    if not entries:
+        print("no twins registered")
+        return 0
+    print("\n\n".join(_twin_table(entry) for entry in entries))
+    return 0
+
+
+def twin_generate(args: argparse.Namespace) -> int:
+    from twins.manufacturing import TWINS, get_twin
+
+    twin = get_twin(args.name, **_twin_options(TWINS.get(args.name), args.reference))
+    _check_output(args.out, _MICROSTRUCTURE_SUFFIXES)
+    recipe = parse_recipe(twin.space, args.values)
+    shape = args.shape or (args.size,) * max(twin.dims)
+    start = time.perf_counter()
+    micro = twin.generate(recipe, shape=shape, seed=args.seed)
+    seconds = time.perf_counter() - start
+    micro.save(args.out)
+    print(
+        f"wrote {args.out}: twin {twin.name}, shape {'x'.join(map(str, micro.shape))}, "
+        f"voxel {micro.voxel_size_um:g} um, seed {args.seed}, {seconds:.2f} s"
+    )
+    print("recipe: " + ", ".join(f"{k}={v}" for k, v in micro.provenance.recipe.items()))
+    _print_fractions(micro)
+    return 0
+
+
+def twin_show(args: argparse.Namespace) -> int:
+    from twins.microstructure import Microstructure
+    from twins.plot import plot_slices
+
+    out = args.out or args.file.with_suffix(".png")
+    _check_output(out, ())
+    micro = Microstructure.load(args.file, voxel_size_um=args.voxel_size_um)
+    plot_slices(micro, out)
+    print(f"wrote {out}: mid-slices of {args.file}, shape {'x'.join(map(str, micro.shape))}")
+    _print_fractions(micro)
+    return 0
+
+
+def parse_recipe(space: ParameterSpace, values: Sequence[tuple[str, str]]) -> dict[str, Value]:
+    """``--set`` pairs → a partial recipe, each text parsed by its parameter's kind."""
+    from twins.errors import TwinError
+
+    recipe: dict[str, Value] = {}
+    for key, text in values:
+        parameter = space[key]
+        if key in recipe:
+            raise TwinError(f"parameter '{key}' is set twice; give each --set once")
+        recipe[key] = _parse_value(parameter.name, parameter.kind, text)
+    return recipe
+
+
+def _parse_value(name: str, kind: str, text: str) -> Value:
+    """Text → int/float for numeric kinds (bounds are checked by the space), str otherwise."""
+    from twins.errors import TwinError
+
+    if kind == "categorical":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        expected = "an integer" if kind == "integer" else "a number"
+        raise TwinError(f"parameter '{name}' expects {expected}, got '{text}'") from None
+
+
+def _twin_options(cls: type[Twin] | None, reference: Path | None) -> dict[str, Any]:
+    """Constructor options for a twin: the loaded reference structure only where it takes one.
+
+    An unknown twin (``cls`` None) gets none, so that ``get_twin`` names it with a suggestion.
+    """
+    import inspect
+
+    from twins.errors import TwinError
+    from twins.microstructure import Microstructure
+
+    if cls is None:
+        return {}
+    accepted = inspect.signature(cls).parameters.get("reference")
+    if accepted is None:
+        if reference is not None:
+            raise TwinError(
+                f"twin '{cls.name}' takes no --reference; only twins that reproduce a "
+                "measured structure do (see `poreloop twin list`)"
+            )
+        return {}
+    if reference is None:
+        if accepted.default is inspect.Parameter.empty:
+            raise TwinError(
+                f"twin '{cls.name}' needs a measured structure: add --reference FILE (.tif/.npz)"
+            )
+        return {}
+    return {"reference": Microstructure.load(reference)}
+
+
+def _check_output(path: Path, suffixes: tuple[str, ...]) -> None:
+    """Fail before the work, not after it, on an output path that cannot be written."""
+    from twins.errors import TwinError
+
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise TwinError(f"cannot write '{path}': expected a suffix {', '.join(suffixes)}")
+    if not path.parent.is_dir():
+        raise TwinError(f"cannot write '{path}': no directory '{path.parent}'; create it first")
+
+
+def _print_fractions(micro: Microstructure) -> None:
+    fractions = micro.phase_fractions()
+    width = max(len(name) for name in fractions)
+    print("phase fractions:")
+    for name, fraction in fractions.items():
+        print(f"  {name:<{width}}  {fraction:.4f}")
+
+
+def _describe_twin(cls: type[Twin]) -> dict[str, Any]:
+    """The JSON-ready description of a twin class (see ``poreloop twin list --help``)."""
+    parameters = []
+    for p in cls.space.parameters:
+        dump = p.model_dump()
+        if "choices" in dump:
+            dump["choices"] = list(dump["choices"])
+        parameters.append({key: dump.get(key) for key in _PARAMETER_KEYS})
+    doc = (cls.__doc__ or "").strip()
+    return {
+        "name": cls.name,
+        "description": doc.splitlines()[0] if doc else "",
+        "phases": {str(pid): name for pid, name in sorted(cls.phases.items())},
+        "dims": list(cls.dims),
+        "parameters": parameters,
+        "constraints": [c.describe() for c in cls.space.constraints],
+    }
+
+
+def _twin_table(entry: dict[str, Any]) -> str:
+    phases = ", ".join(f"{pid} {name}" for pid, name in entry["phases"].items())
+    lines = [f"{entry['name']} — {entry['description']}".rstrip(" —"), f"  phases: {phases}"]
+    rows = [("parameter", "kind", "unit", "range", "default", "description")]
+    for p in entry["parameters"]:
+        if p["kind"] == "categorical":
+            bounds = "{" + ", ".join(p["choices"]) + "}"
+        else:
+            bounds = f"[{p['low']:g}, {p['high']:g}]"
+        default = "-" if p["default"] is None else _format(p["default"])
+        rows.append((p["name"], p["kind"], p["unit"], bounds, default, p["description"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  " + "  ".join([*cells, row[-1]]).rstrip())
+    lines += [f"  constraint: {text}" for text in entry["constraints"]]
+    return "\n".join(lines)
+
+
+def _format(value: Value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+    return key.strip(), value.strip()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(_positive_int(part) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a shape like 64,64,96 (positive integers), got '{text}'"
+        ) from None

@@ -1,0 +1,121 @@
+"""Shared test doubles: tiny twins registered in ``TWINS`` for the duration of one test."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from twins.manufacturing import TWINS
+from twins.manufacturing.base import Shape, Twin
+from twins.microstructure import Microstructure
+from twins.space import Categorical, Continuous, Integer, LinearConstraint, ParameterSpace, Recipe
+
+
+def thresholded_field(
+    shape: Shape, solid_fraction: float, sigma: float, sheets: bool, rng: np.random.Generator
+) -> np.ndarray:
+    """A periodic Gaussian random field smoothed over ``sigma`` voxels, cut at a quantile.
+
+    Returns ``shape`` uint8 labels (0 pore, 1 solid) whose solid fraction is ``solid_fraction``
+    up to ties: blobs keep the highest values, sheets the values nearest zero.
+    """
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    if sheets:
+        field = -np.abs(field)
+    return (field > np.quantile(field, 1 - solid_fraction)).astype(np.uint8)
+
+
+class FieldTwin(Twin):
+    """Test double: a thresholded smoothed random field with one parameter of each kind."""
+
+    name: ClassVar[str] = "toy_field"
+    phases: ClassVar[dict[int, str]] = {0: "pore", 1: "solid"}
+    space: ClassVar[ParameterSpace] = ParameterSpace(
+        parameters=(
+            Continuous(
+                name="solid_fraction",
+                low=0.2,
+                high=0.8,
+                default=0.5,
+                description="volume fraction of the solid phase",
+            ),
+            Integer(
+                name="n_grains",
+                low=1,
+                high=64,
+                default=8,
+                description="grains across the shortest box edge; sets the correlation length",
+            ),
+            Categorical(
+                name="mode",
+                choices=("blobs", "sheets"),
+                default="blobs",
+                description="solid as rounded blobs or as thin connected sheets",
+            ),
+            Continuous(
+                name="voxel_size_um",
+                low=0.1,
+                high=5.0,
+                default=1.0,
+                unit="um",
+                description="edge of one voxel",
+            ),
+        ),
+        constraints=(
+            LinearConstraint(coefficients={"solid_fraction": 1.0, "n_grains": 0.01}, bound=1.2),
+        ),
+    )
+
+    def _generate(self, recipe: Recipe, shape: Shape, rng: np.random.Generator) -> np.ndarray:
+        sigma = min(shape) / (4 * int(recipe["n_grains"]))
+        return thresholded_field(
+            shape, float(recipe["solid_fraction"]), sigma, recipe["mode"] == "sheets", rng
+        )
+
+
+class ReferenceTwin(Twin):
+    """Test double: a random field with the pore fraction of a measured reference structure."""
+
+    name: ClassVar[str] = "toy_reference"
+    phases: ClassVar[dict[int, str]] = {0: "pore", 1: "solid"}
+    space: ClassVar[ParameterSpace] = ParameterSpace(
+        parameters=(
+            Continuous(
+                name="voxel_size_um",
+                low=0.1,
+                high=5.0,
+                default=1.0,
+                unit="um",
+                description="edge of one voxel",
+            ),
+        )
+    )
+
+    def __init__(self, reference: Microstructure) -> None:
+        self.solid_fraction = 1.0 - float(np.mean(reference.labels == 0))
+
+    def _generate(self, recipe: Recipe, shape: Shape, rng: np.random.Generator) -> np.ndarray:
+        return thresholded_field(shape, self.solid_fraction, 2.0, False, rng)
+
+
+@pytest.fixture
+def toy_twin(monkeypatch: pytest.MonkeyPatch) -> type[FieldTwin]:
+    """``FieldTwin`` registered as 'toy_field' for one test."""
+    monkeypatch.setitem(TWINS, FieldTwin.name, FieldTwin)
+    return FieldTwin
+
+
+@pytest.fixture
+def toy_reference_twin(monkeypatch: pytest.MonkeyPatch) -> type[ReferenceTwin]:
+    """``ReferenceTwin`` registered as 'toy_reference' for one test."""
+    monkeypatch.setitem(TWINS, ReferenceTwin.name, ReferenceTwin)
+    return ReferenceTwin
+
+
+@pytest.fixture
+def toy_micro() -> Microstructure:
+    """A small, non-cubic 3D microstructure from ``FieldTwin``."""
+    return FieldTwin().generate({"solid_fraction": 0.4}, shape=(24, 20, 16), seed=3)

@@ -1,0 +1,199 @@
+"""Li-ion electrode twin: slurry → coating → drying → calendering (section 4.4 of the review).
+
+Axis 2 of the box is the through-thickness direction; z = 0 is the current collector.
+1. Slurry and coating: polydisperse active particles (lognormal radii) packed into the dried
+   coating thickness by force-biased rearrangement, periodic in-plane.
+2. Drying: binder and carbon migrate with the evaporating solvent towards the free surface;
+   the carbon-binder domain (CBD) follows ``c(ζ) ∝ exp(Pe·ζ)`` through the thickness, with
+   ``Pe = drying_rate · thickness / D``.
+3. Calendering: the coating is compressed affinely through the thickness; particles rearrange
+   and flatten (volume-preserving ellipsoids taking half the log-strain), and contacts merge,
+   so active and CBD volume are conserved while porosity falls.
+4. The CBD wets the solid: it fills pore voxels with the most solid around them first
+   (particle necks and crevices), then films on surfaces, grown in two passes so bridges thicken.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from twins.errors import TwinError
+from twins.manufacturing.base import Shape, Twin
+from twins.manufacturing.packing import (
+    ellipsoid_field,
+    lognormal_radii,
+    relax_packing,
+    threshold_to_fraction,
+)
+from twins.space import Continuous, LinearConstraint, ParameterSpace, Recipe
+
+PORE, ACTIVE, CBD = 0, 1, 2
+
+BINDER_DIFFUSIVITY_UM2_S = 25.0
+"""Effective diffusivity of binder and carbon in the drying slurry; sets the Péclet number."""
+
+MAX_SOLID_FRACTION = 0.85
+"""Densest calendered electrode the twin allows (active + CBD)."""
+
+CBD_SMOOTHING_VOXELS = 1.5
+"""Length over which the CBD feels nearby solid: sets how far it reaches from a neck."""
+
+
+class ElectrodeTwin(Twin):
+    """Li-ion electrode (pore, active material, carbon-binder domain) from a process recipe."""
+
+    name = "li_ion_electrode"
+    phases: ClassVar[dict[int, str]] = {PORE: "pore", ACTIVE: "active", CBD: "cbd"}
+    space = ParameterSpace(
+        parameters=(
+            Continuous(
+                name="active_fraction",
+                low=0.30,
+                high=0.60,
+                default=0.48,
+                description="active-material volume fraction of the dried coating before calendering",
+            ),
+            Continuous(
+                name="particle_radius_um",
+                unit="um",
+                low=1.0,
+                high=10.0,
+                default=4.0,
+                description="mean active-particle radius (lognormal number distribution)",
+            ),
+            Continuous(
+                name="particle_radius_spread",
+                low=0.0,
+                high=0.6,
+                default=0.3,
+                description="log-standard deviation of the particle radius distribution",
+            ),
+            Continuous(
+                name="cbd_fraction",
+                low=0.0,
+                high=0.25,
+                default=0.08,
+                description="carbon-binder-domain volume fraction of the dried coating before calendering",
+            ),
+            Continuous(
+                name="drying_rate_um_s",
+                unit="um/s",
+                low=0.05,
+                high=5.0,
+                default=0.5,
+                description="speed of the evaporation front; faster drying drives binder to the top",
+            ),
+            Continuous(
+                name="compression",
+                low=0.0,
+                high=0.4,
+                default=0.15,
+                description="calendering thickness reduction (1 - final / dried thickness)",
+            ),
+            Continuous(
+                name="voxel_size_um",
+                unit="um",
+                low=0.05,
+                high=2.0,
+                default=0.4,
+                description="edge length of a voxel",
+            ),
+        ),
+        constraints=(
+            LinearConstraint(
+                coefficients={
+                    "active_fraction": 1.0,
+                    "cbd_fraction": 1.0,
+                    "compression": MAX_SOLID_FRACTION,
+                },
+                bound=MAX_SOLID_FRACTION,
+            ),
+        ),
+    )
+
+    def _generate(self, recipe: Recipe, shape: Shape, rng: np.random.Generator) -> np.ndarray:
+        voxel = float(recipe["voxel_size_um"])
+        radius = float(recipe["particle_radius_um"]) / voxel
+        if radius < 1.5:
+            raise TwinError(
+                f"particles of radius {recipe['particle_radius_um']} um are {radius:.2f} voxels at "
+                f"voxel_size_um={voxel}; expected at least 1.5 voxels — use a smaller voxel size"
+            )
+        if 3 * radius > min(shape[:2]):
+            raise TwinError(
+                f"particles of radius {radius:.1f} voxels need an in-plane box of at least "
+                f"{int(np.ceil(3 * radius))} voxels, got {shape[:2]} — enlarge the box or the voxels"
+            )
+        squeeze = 1.0 - float(recipe["compression"])
+        coated = (shape[0], shape[1], shape[2] / squeeze)
+        radii = lognormal_radii(
+            rng,
+            radius,
+            float(recipe["particle_radius_spread"]),
+            float(recipe["active_fraction"]) * float(np.prod(coated)),
+        )
+        centres = relax_packing(rng.uniform(size=(len(radii), 3)) * coated, radii, coated)
+
+        centres[:, 2] *= squeeze
+        flatten = np.array([squeeze**-0.25, squeeze**-0.25, squeeze**0.5])
+        field, _ = ellipsoid_field(shape, centres, radii[:, None] * flatten)
+        active = threshold_to_fraction(field, float(recipe["active_fraction"]) / squeeze)
+
+        peclet = float(recipe["drying_rate_um_s"]) * coated[2] * voxel / BINDER_DIFFUSIVITY_UM2_S
+        cbd = place_binder(active, float(recipe["cbd_fraction"]) / squeeze, peclet)
+        labels = np.full(shape, PORE, dtype=np.uint8)
+        labels[active] = ACTIVE
+        labels[cbd] = CBD
+        return labels
+
+
+def migration_profile(nz: int, peclet: float) -> np.ndarray:
+    """Relative binder concentration per z slice after drying, mean 1. shape: ``(nz,)``.
+
+    Steady evaporation-driven migration against diffusion: ``c(ζ) ∝ exp(Pe·ζ)`` with ζ the
+    height over the thickness (0 at the current collector, 1 at the free surface).
+    """
+    zeta = (np.arange(nz) + 0.5) / nz
+    c = np.exp(peclet * (zeta - 1.0))
+    return c / c.mean()
+
+
+def place_binder(solid: np.ndarray, fraction: float, peclet: float) -> np.ndarray:
+    """CBD mask of ``fraction`` of the box in the pores of ``solid`` (shape ``(nx, ny, nz)``),
+    distributed through z by ``migration_profile`` and filling necks before surfaces."""
+    nz = solid.shape[2]
+    per_slice = solid.shape[0] * solid.shape[1]
+    room = (~solid).sum(axis=(0, 1)).astype(float)
+    quota = _allot(fraction * solid.size * migration_profile(nz, peclet) / nz, 0.95 * room)
+    cbd = np.zeros_like(solid)
+    for round_share in (0.5, 1.0):
+        wet = gaussian_filter(
+            (solid | cbd).astype(np.float32),
+            CBD_SMOOTHING_VOXELS,
+            mode=("wrap", "wrap", "nearest"),
+        )
+        wet[solid | cbd] = -np.inf
+        target = np.round(quota * round_share).astype(int) - cbd.sum(axis=(0, 1))
+        flat = wet.reshape(per_slice, nz)
+        for z in np.flatnonzero(target > 0):
+            chosen = np.argpartition(flat[:, z], per_slice - target[z])[per_slice - target[z] :]
+            cbd.reshape(per_slice, nz)[chosen, z] = True
+    return cbd
+
+
+def _allot(demand: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """Share ``demand.sum()`` over slices in proportion to ``demand``, moving what a slice
+    cannot hold (above ``capacity``) to the slices that still have room."""
+    total = demand.sum()
+    quota = np.minimum(demand, capacity)
+    for _ in range(len(demand)):
+        excess = total - quota.sum()
+        open_ = quota < capacity
+        if excess <= 0.5 or not open_.any():
+            break
+        extra = np.where(open_, demand, 0.0)
+        quota = np.minimum(quota + excess * extra / extra.sum(), capacity)
+    return quota
