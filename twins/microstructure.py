@@ -146,6 +146,12 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any], float | None]:
     with tifffile.TiffFile(path) as tif:
         labels = tif.asarray()
         ij = tif.imagej_metadata or {}
+        frame = tif.pages[0].shape
+    if "images" in ij and labels.size != int(ij["images"]) * int(np.prod(frame)):
+        raise TwinError(  # tifffile returns what it can of a cut stack
+            f"'{path}' is truncated or corrupt: its ImageJ header promises {ij['images']} "
+            f"images of {frame}, the file holds {labels.shape}"
+        )
     meta: dict[str, Any] = {}
     if "Info" in ij:
         try:

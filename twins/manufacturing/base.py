@@ -47,6 +47,11 @@ class Twin(ABC):
         recipe = self.space.complete(recipe)
         shape = self._check_shape(shape)
         labels = self._generate(recipe, shape, np.random.default_rng(seed))
+        if labels.shape != shape or labels.dtype != np.uint8:
+            raise TwinError(
+                f"twin '{self.name}' made {labels.dtype} labels of shape {labels.shape}; "
+                f"expected uint8 of shape {shape} — a bug in the twin"
+            )
         provenance = Provenance(twin=self.name, recipe=recipe, seed=seed, version=package_version())
         return Microstructure(labels, float(recipe["voxel_size_um"]), dict(self.phases), provenance)
 

@@ -1,0 +1,379 @@
+"""The ``poreloop`` command line: twin list / generate / show and the one-line error policy."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from agent.cli import main
+from twins.manufacturing import TWINS
+from twins.manufacturing.base import Shape
+from twins.microstructure import Microstructure
+from twins.space import Recipe
+
+SCRIPT = Path(sys.executable).with_name("poreloop")
+PORELOOP = str(SCRIPT) if SCRIPT.is_file() else shutil.which("poreloop")
+needs_script = pytest.mark.skipif(
+    PORELOOP is None, reason="the poreloop console script is not installed"
+)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, pattern: str) -> None:
+    assert code == 2
+    assert err.endswith("\n")
+    assert err.count("\n") == 1, err
+    assert err.startswith("poreloop: error: ")
+    assert "Traceback" not in err
+    assert re.search(pattern, err), err
+
+
+# --- help and usage ---------------------------------------------------------------------
+
+
+def test_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    assert "twin" in out
+    code, out, _ = run(capsys, "twin", "generate", "--help")
+    assert code == 0
+    assert "--set KEY=VALUE" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["twin"],
+        ["twin", "bogus"],
+        ["twin", "generate", "toy_field"],  # no --out
+        ["twin", "generate", "toy_field", "--set", "solid_fraction", "--out", "x.tif"],
+        ["twin", "generate", "toy_field", "--shape", "32,x", "--out", "x.tif"],
+        ["twin", "generate", "toy_field", "--size", "0", "--out", "x.tif"],
+        ["twin", "generate", "toy_field", "--size", "32", "--shape", "32,32,32", "--out", "x.tif"],
+        ["twin", "list", "--yaml"],
+    ],
+)
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], toy_twin, argv: list[str]) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert "usage: poreloop" in err
+
+
+# --- twin list --------------------------------------------------------------------------
+
+
+def test_list_table(capsys: pytest.CaptureFixture[str], toy_twin) -> None:
+    code, out, _ = run(capsys, "twin", "list")
+    assert code == 0
+    block = out[out.index("toy_field") :].split("\n\n")[0]
+    assert "phases: 0 pore, 1 solid" in block
+    assert "constraint: 1*solid_fraction + 0.01*n_grains <= 1.2" in block
+    rows = {line.split()[0]: line.split() for line in block.splitlines()[2:]}
+    assert rows["solid_fraction"][:5] == ["solid_fraction", "continuous", "1", "[0.2,", "0.8]"]
+    assert rows["n_grains"][:6] == ["n_grains", "integer", "1", "[1,", "64]", "8"]
+    assert rows["mode"][3:6] == ["{blobs,", "sheets}", "blobs"]
+    assert rows["voxel_size_um"][:3] == ["voxel_size_um", "continuous", "um"]
+    assert rows["voxel_size_um"][-4:] == ["edge", "of", "one", "voxel"]
+
+
+def test_list_json(capsys: pytest.CaptureFixture[str], toy_twin) -> None:
+    code, out, _ = run(capsys, "twin", "list", "--json")
+    assert code == 0
+    entries = json.loads(out)
+    assert [e["name"] for e in entries] == sorted(TWINS)
+    toy = next(e for e in entries if e["name"] == "toy_field")
+    assert set(toy) == {"name", "description", "phases", "dims", "parameters", "constraints"}
+    assert toy["phases"] == {"0": "pore", "1": "solid"}
+    assert toy["dims"] == [3]
+    assert toy["constraints"] == ["1*solid_fraction + 0.01*n_grains <= 1.2"]
+    keys = {"name", "kind", "unit", "low", "high", "default", "choices", "description"}
+    assert all(set(p) == keys for p in toy["parameters"])
+    params = {p["name"]: p for p in toy["parameters"]}
+    assert list(params) == ["solid_fraction", "n_grains", "mode", "voxel_size_um"]
+    assert params["n_grains"] | {"description": ""} == {
+        "name": "n_grains",
+        "kind": "integer",
+        "unit": "1",
+        "low": 1,
+        "high": 64,
+        "default": 8,
+        "choices": None,
+        "description": "",
+    }
+    assert params["mode"]["choices"] == ["blobs", "sheets"]
+    assert params["mode"]["low"] is None
+    assert params["voxel_size_um"]["unit"] == "um"
+
+
+def test_list_of_an_empty_registry(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.setattr("twins.manufacturing.TWINS", {})
+    assert run(capsys, "twin", "list") == (0, "no twins registered\n", "")
+    assert run(capsys, "twin", "list", "--json")[:2] == (0, "[]\n")
+
+
+# --- twin generate ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".npz"])
+def test_generate_writes_a_structure_that_loads_back(
+    capsys: pytest.CaptureFixture[str], toy_twin, tmp_path: Path, suffix: str
+) -> None:
+    out_path = tmp_path / f"toy{suffix}"
+    code, out, err = run(
+        capsys,
+        "twin", "generate", "toy_field",
+        "--set", "solid_fraction=0.35",
+        "--set", "mode=sheets",
+        "--set", "n_grains=4",
+        "--shape", "24,20,16",
+        "--seed", "5",
+        "--out", str(out_path),
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    micro = Microstructure.load(out_path)
+    assert micro.shape == (24, 20, 16)
+    assert micro.voxel_size_um == 1.0
+    assert micro.provenance.twin == "toy_field"
+    assert micro.provenance.seed == 5
+    assert micro.provenance.recipe == {
+        "solid_fraction": 0.35,
+        "n_grains": 4,
+        "mode": "sheets",
+        "voxel_size_um": 1.0,  # the default fills what --set leaves out
+    }
+    fractions = micro.phase_fractions()
+    assert fractions["solid"] == pytest.approx(0.35, abs=1 / micro.labels.size)
+    assert f"wrote {out_path}" in out
+    assert "shape 24x20x16" in out
+    for name, fraction in fractions.items():
+        assert f"  {name:<5}  {fraction:.4f}" in out
+
+
+def test_generate_is_reproducible_per_seed(
+    capsys: pytest.CaptureFixture[str], toy_twin, tmp_path: Path
+) -> None:
+    labels = []
+    for seed, name in [("1", "a"), ("1", "b"), ("2", "c")]:
+        path = tmp_path / f"{name}.npz"
+        assert (
+            run(
+                capsys,
+                "twin",
+                "generate",
+                "toy_field",
+                "--size",
+                "16",
+                "--seed",
+                seed,
+                "--out",
+                str(path),
+            )[0]
+            == 0
+        )
+        labels.append(Microstructure.load(path).labels)
+    assert labels[0].shape == (16, 16, 16)
+    np.testing.assert_array_equal(labels[0], labels[1])
+    assert not np.array_equal(labels[0], labels[2])
+
+
+def test_generate_with_a_reference(
+    capsys: pytest.CaptureFixture[str],
+    toy_reference_twin,
+    toy_micro: Microstructure,
+    tmp_path: Path,
+) -> None:
+    reference = toy_micro.save(tmp_path / "measured.tif")
+    out_path = tmp_path / "twin.npz"
+    code, _, err = run(
+        capsys,
+        "twin", "generate", "toy_reference", "--reference", str(reference),
+        "--size", "16", "--out", str(out_path),
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    made = Microstructure.load(out_path).phase_fractions()["solid"]
+    assert made == pytest.approx(toy_micro.phase_fractions()["solid"], abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (["toy_fild"], r"unknown twin 'toy_fild'; did you mean 'toy_field'\?"),
+        (
+            ["toy_field", "--set", "solid_fraction=0.9"],
+            r"'solid_fraction' = 0.9 is above its upper bound 0.8",
+        ),
+        (["toy_field", "--set", "n_grains=0"], r"'n_grains' = 0 is below its lower bound 1"),
+        (
+            ["toy_field", "--set", "solid_fractio=0.5"],
+            r"unknown parameter 'solid_fractio'; did you mean 'solid_fraction'\?",
+        ),
+        (["toy_field", "--set", "n_grains=abc"], r"'n_grains' expects an integer, got 'abc'"),
+        (
+            ["toy_field", "--set", "solid_fraction=half"],
+            r"'solid_fraction' expects a number, got 'half'",
+        ),
+        (["toy_field", "--set", "n_grains=2.5"], r"'n_grains' expects an integer, got 2.5"),
+        (["toy_field", "--set", "n_grains=nan"], r"'n_grains' expects an integer, got nan"),
+        (["toy_field", "--set", "solid_fraction=inf"], r"'solid_fraction' expects a finite number"),
+        (
+            ["toy_field", "--set", "mode=wavy"],
+            r"'mode' expects one of \['blobs', 'sheets'\], got 'wavy'",
+        ),
+        (["toy_field", "--set", "mode=blobs", "--set", "mode=sheets"], r"'mode' is set twice"),
+        (
+            ["toy_field", "--set", "solid_fraction=0.8", "--set", "n_grains=60"],
+            r"breaks the constraint 1\*solid_fraction \+ 0.01\*n_grains <= 1.2",
+        ),
+        (["toy_field", "--shape", "32,4,16"], r"at least 8 voxels, got \(32, 4, 16\)"),
+        (["toy_field", "--shape", "32,32"], r"makes \(3,\)-D boxes, got shape \(32, 32\)"),
+        (["toy_field", "--reference", "measured.tif"], r"twin 'toy_field' takes no --reference"),
+        (["toy_reference"], r"twin 'toy_reference' needs a measured structure: add --reference"),
+        (["toy_reference", "--reference", "absent.tif"], r"no such file: 'absent.tif'"),
+    ],
+)
+def test_generate_user_mistakes_are_one_line(
+    capsys: pytest.CaptureFixture[str],
+    toy_twin,
+    toy_reference_twin,
+    tmp_path: Path,
+    argv: list[str],
+    pattern: str,
+) -> None:
+    code, out, err = run(capsys, "twin", "generate", *argv, "--out", str(tmp_path / "x.tif"))
+    assert_one_line_error(code, err, pattern)
+    assert out == ""
+    assert not (tmp_path / "x.tif").exists()
+
+
+@pytest.mark.parametrize(
+    ("out", "pattern"),
+    [
+        ("x.png", r"cannot write 'x.png': expected a suffix .tif, .tiff, .npz"),
+        ("no/such/dir/x.tif", r"no directory 'no/such/dir'; create it first"),
+    ],
+)
+def test_generate_checks_the_output_first(
+    capsys: pytest.CaptureFixture[str], toy_twin, out: str, pattern: str
+) -> None:
+    assert_one_line_error(*run(capsys, "twin", "generate", "toy_field", "--out", out)[::2], pattern)
+
+
+def test_a_bug_is_not_hidden_as_a_user_error(toy_twin, monkeypatch, tmp_path: Path) -> None:
+    class Broken(toy_twin):
+        name: ClassVar[str] = "broken"
+
+        def _generate(self, recipe: Recipe, shape: Shape, rng: np.random.Generator) -> np.ndarray:
+            raise RuntimeError("a bug in a twin")
+
+    monkeypatch.setitem(TWINS, "broken", Broken)
+    with pytest.raises(RuntimeError, match="a bug in a twin"):
+        main(["twin", "generate", "broken", "--size", "8", "--out", str(tmp_path / "x.tif")])
+
+
+# --- twin show --------------------------------------------------------------------------
+
+
+def test_show_writes_a_png(
+    capsys: pytest.CaptureFixture[str], toy_micro: Microstructure, tmp_path: Path
+) -> None:
+    path = toy_micro.save(tmp_path / "toy.tif")
+    code, out, err = run(capsys, "twin", "show", str(path), "--voxel-size-um", "0.5")
+    assert (code, err) == (0, "")
+    png = tmp_path / "toy.png"  # the default: FILE with .png
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {png}" in out
+    assert "shape 24x20x16" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "extra", "pattern"),
+    [
+        ("absent.tif", None, [], r"no such file: '.*absent.tif'"),
+        ("noise.tif", b"\x00\x01not a tiff" * 50, [], r"cannot read '.*noise.tif': TiffFileError"),
+        ("notes.txt", b"hello", [], r"cannot read '.*notes.txt': expected a .tif, .tiff or .npz"),
+        ("ok.npz", "micro", ["--out", "slices.xyz"], r"cannot write a picture to 'slices.xyz'"),
+    ],
+)
+def test_show_bad_files_are_one_line(
+    capsys: pytest.CaptureFixture[str],
+    toy_micro: Microstructure,
+    tmp_path: Path,
+    name: str,
+    content: bytes | str | None,
+    extra: list[str],
+    pattern: str,
+) -> None:
+    path = tmp_path / name
+    if content == "micro":
+        toy_micro.save(path)
+    elif content is not None:
+        path.write_bytes(content)
+    code, out, err = run(capsys, "twin", "show", str(path), *extra)
+    assert_one_line_error(code, err, pattern)
+    assert out == ""
+
+
+# --- the installed console script -------------------------------------------------------
+
+
+@needs_script
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (["twin", "show", "absent.tif"], r"no such file: 'absent.tif'"),
+        (["twin", "generate", "no_such_twin", "--out", "x.tif"], r"unknown twin 'no_such_twin'"),
+    ],
+)
+def test_console_script_prints_one_line_and_exits_2(
+    tmp_path: Path, argv: list[str], pattern: str
+) -> None:
+    done = subprocess.run(
+        [PORELOOP, *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout == ""
+    assert_one_line_error(done.returncode, done.stderr, pattern)
+
+
+@needs_script
+def test_console_script_lists_twins_as_json(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [PORELOOP, "twin", "list", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    entries = json.loads(done.stdout)
+    assert isinstance(entries, list)
+    for entry in entries:
+        assert {"name", "phases", "parameters"} <= set(entry)
+        assert any(p["name"] == "voxel_size_um" for p in entry["parameters"])
+        assert "0" in entry["phases"]  # id 0 is always pore
+
+
+def test_help_and_list_do_not_import_matplotlib() -> None:
+    probe = (
+        "import sys; from agent.cli import main; "
+        "codes = [main(['--help']), 'matplotlib' in sys.modules, main(['twin', 'list']), "
+        "'matplotlib' in sys.modules]; print(codes, file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert done.stderr.strip() == "[0, False, 0, False]"
