@@ -7,8 +7,9 @@ from typing import Any
 from twins.errors import TwinError, did_you_mean
 from twins.manufacturing.base import Twin
 from twins.manufacturing.electrode import ElectrodeTwin
+from twins.manufacturing.gdl import GDLTwin
 
-TWINS: dict[str, type[Twin]] = {cls.name: cls for cls in (ElectrodeTwin,)}
+TWINS: dict[str, type[Twin]] = {cls.name: cls for cls in (ElectrodeTwin, GDLTwin)}
 
 
 def get_twin(name: str, **options: Any) -> Twin:
