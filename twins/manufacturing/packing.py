@@ -38,35 +38,62 @@ def relax_packing(
 
     Periodic in x and y, walls at z = 0 and z = box[2]. centres: ``(n, 3)`` voxels.
     Spheres move in inverse proportion to their volume, so big particles anchor small ones.
+    Candidate pairs come from a Verlet list (contact distance plus a skin of one mean radius),
+    rebuilt once a sphere has moved half the skin, so no overlapping pair is ever missed.
     """
     centres = centres.copy()
     box_arr = np.asarray(box, dtype=float)
     mobility = 1 / radii**3
-    reach = 2 * radii.max()
+    skin = float(radii.mean())
+    listed_at = np.full_like(centres, np.inf)
     for _ in range(iterations):
         _confine(centres, radii, box_arr)
-        tree = cKDTree(centres, boxsize=[box_arr[0], box_arr[1], 1e12])
-        pairs = tree.query_pairs(reach, output_type="ndarray")
-        if len(pairs) == 0:
+        if _distance(listed_at, centres, box_arr).max() > skin / 2:
+            i, j = _candidate_pairs(centres, radii, box_arr, skin)
+            listed_at = centres.copy()
+        if len(i) == 0:
             break
-        i, j = pairs[:, 0], pairs[:, 1]
-        delta = centres[j] - centres[i]
-        delta[:, :2] -= box_arr[:2] * np.round(delta[:, :2] / box_arr[:2])
-        distance = np.linalg.norm(delta, axis=1)
+        delta = _separation(centres[i], centres[j], box_arr)
+        distance = np.sqrt(np.einsum("ij,ij->i", delta, delta))
         contact = radii[i] + radii[j]
         depth = contact - distance
         hit = depth > overlap * contact
         if not hit.any():
             break
-        i, j, delta, distance, depth = i[hit], j[hit], delta[hit], distance[hit], depth[hit]
+        hi, hj, delta, distance, depth = i[hit], j[hit], delta[hit], distance[hit], depth[hit]
         normal = delta / np.maximum(distance, 1e-9)[:, None]
-        share = mobility[i] / (mobility[i] + mobility[j])
+        share = mobility[hi] / (mobility[hi] + mobility[hj])
         move = np.zeros_like(centres)
-        np.add.at(move, i, -(share * depth)[:, None] * normal * 0.55)
-        np.add.at(move, j, ((1 - share) * depth)[:, None] * normal * 0.55)
+        np.add.at(move, hi, -(share * depth)[:, None] * normal * 0.55)
+        np.add.at(move, hj, ((1 - share) * depth)[:, None] * normal * 0.55)
         centres += move
     _confine(centres, radii, box_arr)
     return centres
+
+
+def _separation(a: np.ndarray, b: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Vectors from ``a`` to ``b`` (both ``(m, 3)``), minimum image in x and y."""
+    delta = b - a
+    delta[:, :2] -= box[:2] * np.round(delta[:, :2] / box[:2])
+    return delta
+
+
+def _distance(a: np.ndarray, b: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Minimum-image distances between rows of ``a`` and ``b``; inf where ``a`` is inf."""
+    with np.errstate(invalid="ignore"):
+        delta = _separation(a, b, box)
+    return np.nan_to_num(np.sqrt(np.einsum("ij,ij->i", delta, delta)), nan=np.inf)
+
+
+def _candidate_pairs(
+    centres: np.ndarray, radii: np.ndarray, box: np.ndarray, skin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs ``(i, j)`` closer than their contact distance plus ``skin``."""
+    tree = cKDTree(centres, boxsize=[box[0], box[1], 1e12])
+    pairs = tree.query_pairs(2 * radii.max() + skin, output_type="ndarray")
+    i, j = pairs[:, 0], pairs[:, 1]
+    near = _distance(centres[i], centres[j], box) < radii[i] + radii[j] + skin
+    return i[near], j[near]
 
 
 def _confine(centres: np.ndarray, radii: np.ndarray, box: np.ndarray) -> None:
@@ -97,9 +124,10 @@ def ellipsoid_field(
     padded = tuple(n + 2 * pad for n in shape)
     field = np.full(padded, np.inf, dtype=np.float32)
     owner = np.full(padded, -1, dtype=np.int32)
+    lows = np.floor(centres).astype(int) - extent
+    highs = lows + 2 * extent + 1
     for k in range(len(centres)):
-        lo = np.floor(centres[k]).astype(int) - extent[k]
-        hi = lo + 2 * extent[k] + 1
+        lo, hi = lows[k], highs[k]
         grids = [
             (((np.arange(lo[d], hi[d]) + 0.5 - centres[k, d]) / semi_axes[k, d]) ** 2).astype(
                 np.float32
@@ -109,8 +137,8 @@ def ellipsoid_field(
         dist = np.sqrt(grids[0][:, None, None] + grids[1][None, :, None] + grids[2][None, None, :])
         view = tuple(slice(lo[d] + pad, hi[d] + pad) for d in range(3))
         closer = dist < field[view]
-        field[view][closer] = dist[closer]
-        owner[view][closer] = k
+        np.copyto(field[view], dist, where=closer)
+        np.copyto(owner[view], k, where=closer)
     return _fold(field, owner, shape, pad)
 
 
