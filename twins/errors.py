@@ -14,6 +14,14 @@ class TwinError(ValueError):
     """
 
 
+class CriticError(TwinError):
+    """A critic could not score a structure, or was given one it cannot read.
+
+    A structure that is valid but does not percolate is not an error: critics return an
+    explicit flagged result for it.
+    """
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """A '; did you mean ...?' suffix for an unknown name, or the list of known names."""
     known = sorted(known)

@@ -1,0 +1,1 @@
+"""Critics (P-models): microstructure → properties with units → cell performance."""
