@@ -139,8 +139,10 @@ class LinearConstraint(BaseModel):
         return sum(c * float(recipe[name]) for name, c in self.coefficients.items())
 
     def describe(self) -> str:
-        terms = " + ".join(f"{c:g}*{name}" for name, c in self.coefficients.items())
-        return f"{terms} <= {self.bound:g}"
+        terms = " ".join(
+            f"{'-' if c < 0 else '+'} {abs(c):g}*{name}" for name, c in self.coefficients.items()
+        )
+        return f"{terms.removeprefix('+ ')} <= {self.bound:g}"
 
 
 class ParameterSpace(BaseModel):

@@ -135,7 +135,10 @@ def test_solid_network_spans_the_electrode():
     [
         ({"compression": 0.6}, "'compression' = 0.6 is above its upper bound 0.4"),
         ({"active_fraction": 0.6, "cbd_fraction": 0.25}, "breaks the constraint"),
-        ({"voxel_size_um": 2.0, "particle_radius_um": 1.0}, "use a smaller voxel size"),
+        (
+            {"voxel_size_um": 2.0, "particle_radius_um": 1.0},
+            r"1.5\*voxel_size_um - 1\*particle_radius_um",
+        ),
         ({"cbd_fracton": 0.1}, "did you mean 'cbd_fraction'"),
     ],
 )

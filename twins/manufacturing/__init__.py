@@ -8,9 +8,12 @@ from twins.errors import TwinError, did_you_mean
 from twins.manufacturing.base import Twin
 from twins.manufacturing.electrode import ElectrodeTwin
 from twins.manufacturing.gdl import GDLTwin
+from twins.manufacturing.reconstruct import ReconstructionTwin
 from twins.manufacturing.sofc import SOFCAnodeTwin
 
-TWINS: dict[str, type[Twin]] = {cls.name: cls for cls in (ElectrodeTwin, GDLTwin, SOFCAnodeTwin)}
+TWINS: dict[str, type[Twin]] = {
+    cls.name: cls for cls in (ElectrodeTwin, GDLTwin, SOFCAnodeTwin, ReconstructionTwin)
+}
 
 
 def get_twin(name: str, **options: Any) -> Twin:

@@ -38,6 +38,9 @@ BINDER_DIFFUSIVITY_UM2_S = 25.0
 MAX_SOLID_FRACTION = 0.85
 """Densest calendered electrode the twin allows (active + CBD)."""
 
+MIN_PARTICLE_VOXELS = 1.5
+"""Smallest mean particle radius, in voxels, that still rasterises as a sphere."""
+
 CBD_SMOOTHING_VOXELS = 1.5
 """Length over which the CBD feels nearby solid: sets how far it reaches from a neck."""
 
@@ -111,17 +114,16 @@ class ElectrodeTwin(Twin):
                 },
                 bound=MAX_SOLID_FRACTION,
             ),
+            LinearConstraint(
+                coefficients={"voxel_size_um": MIN_PARTICLE_VOXELS, "particle_radius_um": -1.0},
+                bound=0.0,
+            ),
         ),
     )
 
     def _generate(self, recipe: Recipe, shape: Shape, rng: np.random.Generator) -> np.ndarray:
         voxel = float(recipe["voxel_size_um"])
         radius = float(recipe["particle_radius_um"]) / voxel
-        if radius < 1.5:
-            raise TwinError(
-                f"particles of radius {recipe['particle_radius_um']} um are {radius:.2f} voxels at "
-                f"voxel_size_um={voxel}; expected at least 1.5 voxels — use a smaller voxel size"
-            )
         if 3 * radius > min(shape[:2]):
             raise TwinError(
                 f"particles of radius {radius:.1f} voxels need an in-plane box of at least "

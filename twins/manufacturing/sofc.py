@@ -148,6 +148,13 @@ class SOFCAnodeTwin(Twin):
                 coefficients={"solid_fraction": 1.0, "sintering_shrinkage": MAX_SOLID_FRACTION},
                 bound=MAX_SOLID_FRACTION,
             ),
+            *(
+                LinearConstraint(
+                    coefficients={"voxel_size_um": MIN_GRAIN_VOXELS, f"{powder}_radius_um": -1.0},
+                    bound=0.0,
+                )
+                for powder in ("ni", "ysz")
+            ),
         ),
     )
 
@@ -156,12 +163,6 @@ class SOFCAnodeTwin(Twin):
         ni_share = float(recipe["ni_volume_fraction_of_solid"])
         radius = {p: float(recipe[f"{p}_radius_um"]) / voxel for p in ("ni", "ysz")}
         for powder, r in radius.items():
-            if r < MIN_GRAIN_VOXELS:
-                raise TwinError(
-                    f"'{powder}_radius_um' = {recipe[f'{powder}_radius_um']} um is {r:.2f} voxels "
-                    f"at voxel_size_um={voxel}; expected at least {MIN_GRAIN_VOXELS} voxels — "
-                    "use a smaller voxel size"
-                )
             if 3 * r > min(shape):
                 raise TwinError(
                     f"'{powder}_radius_um' = {recipe[f'{powder}_radius_um']} um is {r:.1f} voxels; "
