@@ -6,6 +6,7 @@ import numpy as np
 import porespy as ps
 import pytest
 
+from twins.critics.morphology import two_point_correlation
 from twins.errors import TwinError
 from twins.manufacturing.reconstruct import (
     ReconstructionTwin,
@@ -14,7 +15,6 @@ from twins.manufacturing.reconstruct import (
     _metropolis,
     _swap_change,
     correlation_error,
-    two_point_correlation,
 )
 from twins.microstructure import Microstructure
 

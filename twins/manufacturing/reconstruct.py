@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twins.critics.morphology import two_point_correlation
 from twins.errors import TwinError
 from twins.manufacturing.base import Shape, Twin
 from twins.microstructure import Microstructure
@@ -33,34 +34,6 @@ _HOW = (
 _BATCH_VOXELS = 2048
 # the reconstruction's voxel may be this much finer or coarser than the reference's
 _RESAMPLING = 4.0
-
-
-def two_point_correlation(binary: np.ndarray, r_max: int, periodic: bool = True) -> np.ndarray:
-    """Two-point correlation of the True phase along each axis, ``(ndim, r_max + 1)``.
-
-    ``S2[a, r]`` is the probability that two voxels ``r`` voxels apart along axis ``a`` both
-    lie in the phase; ``S2[:, 0]`` is its volume fraction. binary: ``(nx, ny)`` or
-    ``(nx, ny, nz)`` bool or 0/1. Periodic boundaries suit a reconstruction (itself periodic);
-    ``periodic=False`` counts only pairs inside the box, the unbiased estimate for a micrograph.
-    """
-    f = np.asarray(binary, dtype=np.float64)
-    if f.ndim not in (2, 3):
-        raise TwinError(f"expected a 2D or 3D binary image, got shape {f.shape}")
-    if not 0 <= r_max < min(f.shape):
-        raise TwinError(
-            f"r_max must lie in 0..{min(f.shape) - 1} for an image of shape {f.shape}, got {r_max}"
-        )
-    r = np.arange(r_max + 1)
-    s2 = np.empty((f.ndim, r_max + 1))
-    for axis, n in enumerate(f.shape):
-        size = n if periodic else 2 * n
-        spectrum = np.fft.rfft(f, n=size, axis=axis)
-        lags = np.fft.irfft(np.abs(spectrum) ** 2, n=size, axis=axis)
-        other = tuple(a for a in range(f.ndim) if a != axis)
-        pairs = np.moveaxis(lags, axis, 0)[: r_max + 1].sum(axis=tuple(range(1, f.ndim)))
-        lines = math.prod(f.shape[a] for a in other)
-        s2[axis] = pairs / (lines * (n if periodic else n - r))
-    return s2
 
 
 @dataclass(frozen=True)

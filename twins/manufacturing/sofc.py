@@ -225,33 +225,3 @@ def split_solid(solid: np.ndarray, is_ni: np.ndarray, ni_share: float, sigma: fl
     score = gaussian_filter(is_ni, sigma, mode=_SMOOTH_MODE)
     score[~solid] = -np.inf
     return threshold_to_fraction(-score, ni_share * float(solid.mean()))
-
-
-def triple_phase_boundary_density(labels: np.ndarray, voxel_size_um: float) -> float:
-    """Triple-phase-boundary length per volume (µm/µm³ = µm⁻²) of a pore/Ni/YSZ image.
-
-    Edge counting: a voxel edge is TPB when the four voxels around it hold pore, Ni and YSZ
-    (ids 0, 1, 2). Counted over the edges inside the box and divided by the box volume. Raw
-    edge length: a straight line of random orientation reads about 1.5x long on the voxel
-    grid (its staircase follows the axes). labels: ``(nx, ny, nz)`` uint8.
-    """
-    if labels.ndim != 3 or labels.size == 0:
-        raise TwinError(f"expected a 3D label image, got shape {labels.shape}")
-    if int(labels.max()) > YSZ:
-        raise TwinError(
-            f"expected phase ids 0 (pore), 1 (ni), 2 (ysz), got id {int(labels.max())} — "
-            "relabel the image to the SOFC anode phases"
-        )
-    bits = np.left_shift(np.uint8(1), labels.astype(np.uint8))
-    edges = 0
-    for axis in range(3):
-        a, b = (d for d in range(3) if d != axis)
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[a], hi[a] = slice(None, -1), slice(1, None)
-        lo_b, hi_b = list(lo), list(hi)
-        lo[b] = hi[b] = slice(None, -1)
-        lo_b[b] = hi_b[b] = slice(1, None)
-        around = bits[tuple(lo)] | bits[tuple(hi)] | bits[tuple(lo_b)] | bits[tuple(hi_b)]
-        edges += int(np.count_nonzero(around == 0b111))
-    return edges * voxel_size_um / (labels.size * voxel_size_um**3)
