@@ -316,7 +316,7 @@ def two_point_correlation(binary: np.ndarray, r_max: int, periodic: bool = True)
     return s2
 
 
-def _key(name: str) -> str:
+def phase_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
@@ -338,7 +338,7 @@ def morphology(micro: Microstructure) -> dict[str, float]:
         raise CriticError(f"expected a Microstructure, got {type(micro).__name__}")
     labels, voxel = micro.labels, micro.voxel_size_um
     _check_labels(labels, voxel)
-    names = {pid: _key(name) for pid, name in sorted(micro.phases.items())}
+    names = {pid: phase_key(name) for pid, name in sorted(micro.phases.items())}
     if len(set(names.values())) != len(names):
         raise CriticError(
             f"phase names {micro.phases} clash once lower-cased as keys — rename the phases"
