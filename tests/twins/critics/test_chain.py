@@ -1,0 +1,136 @@
+"""Critic chains: stages in order, units in the keys, explicit failures, resolution recorded."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from agent.cli import main
+from twins import Microstructure
+from twins.critics.chain import Chain, StageFailed, get_chain, unit_of
+from twins.errors import CriticError
+from twins.manufacturing.electrode import ElectrodeTwin
+
+
+def channels(shape=(16, 16, 16)) -> Microstructure:
+    """Straight pore channels along z in a solid block: τ_z = 1, no path along x or y."""
+    labels = np.ones(shape, dtype=np.uint8)
+    labels[4:8, 4:8, :] = 0
+    labels[10:12, 2:6, :] = 0
+    return Microstructure(labels, 0.5, {0: "pore", 1: "solid"})
+
+
+@pytest.mark.parametrize(
+    ("key", "unit"),
+    [
+        ("porosity", "1"),
+        ("tau_pore_z", "1"),
+        ("ssa_pore_active_per_um", "1/um"),
+        ("tpb_active_per_um2", "1/um^2"),
+        ("mean_pore_radius_um", "um"),
+        ("k_z_m2", "m^2"),
+        ("sigma_eff_solid_z_s_m", "S/m"),
+        ("energy_density_wh_l_0p5c", "Wh/L"),
+        ("capacity_mah_cm2_3c", "mAh/cm^2"),
+        ("capacity_ah_1c", "Ah"),
+    ],
+)
+def test_units_come_from_the_key(key, unit):
+    assert unit_of(key) == unit
+
+
+def test_generic_chain_on_channels_is_exact_and_flags_no_path():
+    result = get_chain("generic").evaluate(channels())
+    p = result.properties
+    assert p["tau_pore_z"] == pytest.approx(1.0, rel=1e-3)
+    assert p["deff_pore_z"] == pytest.approx(p["porosity"], rel=1e-3)
+    assert math.isinf(p["tau_pore_x"]) and p["deff_pore_x"] == 0.0
+    assert result.ok and result.voxel_size_um == 0.5 and result.shape == (16, 16, 16)
+    assert result.diagnostics["tau_pore_z_converged"] == 1.0
+    assert set(result.timings_s) == {"morphology", "diffusion"}
+    written = json.loads(json.dumps(result.to_json()))
+    assert written["properties"]["tau_pore_x"] == "inf"
+    assert written["units"]["ssa_per_um"] == "1/um"
+
+
+def test_electrode_chain_scores_a_twin_electrode_through_the_cell_model():
+    micro = ElectrodeTwin().generate({"voxel_size_um": 0.5}, shape=(40, 40, 48), seed=0)
+    result = get_chain("electrode").evaluate(micro)
+    assert result.ok, result.reason
+    p = result.properties
+    assert 1.0 < p["tau_pore_z"] < 10.0 and 1.0 < p["tau_solid_z"] < 10.0
+    assert 0 < p["sigma_eff_solid_z_s_m"] < 10.0
+    # Rate capability: more energy at low rate than at high rate.
+    assert p["energy_density_wh_l_0p5c"] > p["energy_density_wh_l_1c"] > p["energy_density_wh_l_3c"]
+    assert result.objectives == {"energy_density_wh_l_1c": p["energy_density_wh_l_1c"]}
+    assert list(result.timings_s) == [
+        "morphology",
+        "diffusion",
+        "solid_tortuosity",
+        "conduction",
+        "cell",
+    ]
+
+
+def test_electrode_chain_fails_explicitly_when_the_pore_is_closed():
+    labels = np.ones((16, 16, 16), dtype=np.uint8)
+    labels[4:8, 4:8, 2:10] = 0  # a sealed cavity
+    micro = Microstructure(labels, 0.5, {0: "pore", 1: "active", 2: "cbd"})
+    result = get_chain("electrode").evaluate(micro)
+    assert not result.ok
+    assert "does not percolate" in result.reason
+    assert math.isinf(result.properties["tau_pore_z"])
+    assert result.objectives == {}
+
+
+def test_chain_needs_its_phases_by_name():
+    with pytest.raises(CriticError, match=r"needs phases named \['pore', 'ni', 'ysz'\]"):
+        get_chain("sofc_anode").evaluate(channels())
+
+
+def test_unknown_chain_gets_a_suggestion():
+    with pytest.raises(CriticError, match="did you mean 'gdl'"):
+        get_chain("gld")
+
+
+def test_a_stage_that_gives_nan_is_an_error_and_a_failed_stage_keeps_earlier_results():
+    def nan_stage(micro, found, diagnostics):
+        return {"x": float("nan")}
+
+    def failing_stage(micro, found, diagnostics):
+        raise StageFailed("instrument said no")
+
+    with pytest.raises(CriticError, match=r"gave NaN for \['x'\]"):
+        Chain("t", (("nan", nan_stage),), {}).evaluate(channels())
+    first = ("first", lambda micro, found, diagnostics: {"a": 1.0})
+    result = Chain("t", (first, ("second", failing_stage)), {"a": "max"}).evaluate(channels())
+    assert not result.ok and result.reason == "second: instrument said no"
+    assert result.properties == {"a": 1.0} and set(result.timings_s) == {"first", "second"}
+
+
+def test_cli_evaluates_a_foreign_stack_with_named_phases(tmp_path, capsys):
+    labels = channels().labels * 85  # ids 0 and 85, as a segmented CT stack might have
+    path = tmp_path / "scan.tif"
+    Microstructure(labels, 1.0, {0: "phase_0", 85: "phase_85"}).save(path)
+    assert main(["critic", "evaluate", str(path), "--phases", "0=pore,85=solid", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["properties"]["tau_pore_z"] == pytest.approx(1.0, rel=1e-3)
+    assert result["properties"]["tau_solid_x"] != "inf"
+    assert result["properties"]["tau_pore_y"] == "inf"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--chain", "electrod"], "did you mean 'electrode'"),
+        (["--phases", "0=pore"], "no name in phases"),
+        (["--chain", "sofc_anode"], "needs phases named"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
+    path = tmp_path / "x.npz"
+    channels().save(path)
+    assert main(["critic", "evaluate", str(path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
