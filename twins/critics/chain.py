@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from twins.critics.flow import permeability
 from twins.critics.morphology import morphology, phase_key
 from twins.critics.transport import conductivity, tortuosity
 from twins.errors import CriticError, did_you_mean
@@ -222,7 +223,6 @@ def conduction_stage(label: str, sigmas_s_m: Mapping[str, float], axes: Sequence
 
 def flow_stage(axes: Sequence[str]) -> Stage:
     """Darcy permeability ``k_<axis>_m2`` of the pore space (Stokes flow)."""
-    from twins.critics.flow import permeability
 
     def stage(micro: Microstructure, _: Properties, diagnostics: Properties) -> Properties:
         found: Properties = {}

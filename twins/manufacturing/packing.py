@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-
 SKIN_RADII = 0.5
 """Verlet-list skin in mean radii: thinner lists cost less per pass, more rebuilds."""
 
