@@ -98,7 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         type=_key_value,
-        help="a recipe parameter (repeatable), e.g. --set voxel_size_um=0.5",
+        help="a recipe parameter (repeatable), e.g. --set voxel_size_um=0.5; overrides --recipe",
+    )
+    generate.add_argument(
+        "--recipe",
+        type=Path,
+        metavar="FILE",
+        help="a YAML mapping of parameter names to values, e.g. configs/recipes/*.yaml",
     )
     box = generate.add_mutually_exclusive_group()
     box.add_argument(
@@ -185,7 +191,8 @@ def twin_generate(args: argparse.Namespace) -> int:
 
     twin = get_twin(args.name, **_twin_options(TWINS.get(args.name), args.reference))
     _check_output(args.out, _MICROSTRUCTURE_SUFFIXES)
-    recipe = parse_recipe(twin.space, args.values)
+    recipe = read_recipe(args.recipe) if args.recipe else {}
+    recipe |= parse_recipe(twin.space, args.values)
     shape = args.shape or (args.size,) * max(twin.dims)
     start = time.perf_counter()
     micro = twin.generate(recipe, shape=shape, seed=args.seed)
@@ -237,6 +244,24 @@ def critic_evaluate(args: argparse.Namespace) -> int:
         print(f"{PROG}: could not score it: {result.reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def read_recipe(path: Path) -> dict[str, Value]:
+    """A recipe file: a YAML mapping of parameter names to values (checked by the space)."""
+    import yaml
+
+    from twins.errors import TwinError
+
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise TwinError(f"cannot read recipe '{path}': {exc}") from None
+    if not isinstance(recipe, dict) or not all(isinstance(k, str) for k in recipe):
+        raise TwinError(
+            f"recipe '{path}' must be a YAML mapping of parameter names to values, "
+            f"got {type(recipe).__name__}"
+        )
+    return recipe
 
 
 def parse_recipe(space: ParameterSpace, values: Sequence[tuple[str, str]]) -> dict[str, Value]:

@@ -377,3 +377,46 @@ def test_help_and_list_do_not_import_matplotlib() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
     )
     assert done.stderr.strip() == "[0, False, 0, False]"
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "configs" / "recipes").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_recipes_are_valid_for_their_twin(path):
+    from agent.cli import read_recipe
+    from twins import get_twin
+
+    get_twin(path.parent.name).space.complete(read_recipe(path))
+
+
+def test_generate_reads_a_recipe_file_and_set_overrides_it(toy_twin, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("solid_fraction: 0.3\nmode: sheets\n")
+    out = tmp_path / "x.npz"
+    argv = ["twin", "generate", "toy_field", "--recipe", str(recipe), "--set", "mode=blobs"]
+    assert main([*argv, "--size", "16", "--out", str(out)]) == 0
+    provenance = Microstructure.load(out).provenance
+    assert provenance.recipe["solid_fraction"] == 0.3
+    assert provenance.recipe["mode"] == "blobs"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("- 1\n- 2\n", "must be a YAML mapping"), ("a: [\n", "cannot read recipe")],
+)
+def test_a_bad_recipe_file_is_one_line_exit_2(toy_twin, tmp_path, capsys, text, message):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text)
+    argv = [
+        "twin",
+        "generate",
+        "toy_field",
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(tmp_path / "x.npz"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
