@@ -44,6 +44,11 @@ MAX_SOLID_FRACTION = 0.85
 """Densest sintered solid fraction allowed, ``solid_fraction / (1 - sintering_shrinkage)``;
 open porosity closes off beyond it. Linear in the recipe as the shrinkage is volumetric."""
 
+GREEN_RELAXATION_PASSES = 50
+"""Rearrangement passes for the pressed powder: they leave overlaps of a few per cent of the
+contact distance, less than the necks that sintering shrinkage makes next, so more passes
+change the sintered structure little and cost time."""
+
 MIN_GRAIN_VOXELS = 1.5
 """Smallest mean grain radius, in voxels, that still resolves a grain and its necks."""
 
@@ -181,7 +186,9 @@ class SOFCAnodeTwin(Twin):
             rng, radius["ysz"], float(recipe["ysz_radius_spread"]), (1 - ni_share) * solid_volume
         )
         radii = np.concatenate([ni_radii, ysz_radii])
-        centres = relax_packing(rng.uniform(size=(len(radii), 3)) * green, radii, green)
+        centres = relax_packing(
+            rng.uniform(size=(len(radii), 3)) * green, radii, green, GREEN_RELAXATION_PASSES
+        )
 
         field, owner = ellipsoid_field(shape, centres * linear, np.repeat(radii[:, None], 3, 1))
         dense = float(recipe["solid_fraction"]) / (1.0 - shrinkage)
