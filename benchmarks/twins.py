@@ -17,15 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +34,23 @@ import scipy.stats
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent) if Path(p or ".").resolve() == _HERE else p for p in sys.path]
 
+from benchmarks._table import (  # noqa: E402
+    best_time,
+    log,
+    machine,
+    number,
+    print_comments,
+    print_table,
+    repeats_for,
+    verdict,
+)
 from twins.manufacturing import TWINS, get_twin  # noqa: E402
 from twins.manufacturing.base import Shape  # noqa: E402
 from twins.microstructure import Microstructure  # noqa: E402
 from twins.space import Recipe  # noqa: E402
 
+SINGLE_FROM = 256
+"""Edge from which each generator is timed once (default --repeats)."""
 TARGET_SIZE = 128
 TARGET_SECONDS = 2.0
 """At 128³ every twin must be no slower than its closest PoreSpy peer and under this."""
@@ -172,16 +180,6 @@ class Row:
     note: str = ""
 
 
-def best_time(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Fastest wall time (s) of ``repeats`` calls, and the last result."""
-    best, result = math.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def peak_memory_mib(run: Callable[[], Any]) -> float:
     """Peak traced allocation (MiB) of one untimed call; numpy reports its buffers to
     tracemalloc, so this is the array memory the call needed beyond what already existed."""
@@ -191,10 +189,6 @@ def peak_memory_mib(run: Callable[[], Any]) -> float:
         return tracemalloc.get_traced_memory()[1] / MIB
     finally:
         tracemalloc.stop()
-
-
-def repeats_for(size: int, repeats: int | None) -> int:
-    return repeats if repeats is not None else (1 if size >= 256 else 3)
 
 
 def bench_twin(
@@ -215,7 +209,7 @@ def bench_twin(
                 log(f"{name}: {peer.name} warm-up failed: {exc!r}")
     rows = []
     for size in sizes:
-        shape, n = (size,) * 3, repeats_for(size, repeats)
+        shape, n = (size,) * 3, repeats_for(size, repeats, SINGLE_FROM)
         ours = Row(name, f"{size}^3", "ours", repeats=n)
         log(f"{name}: ours at {size}^3 x{n}")
         ours.seconds, made = best_time(lambda s=shape: twin.generate(shape=s, seed=SEED), n)
@@ -260,11 +254,7 @@ def target_verdict(ours: Row, closest: Row | None) -> str:
     if closest is not None and closest.ratio is None:
         return "unknown"
     fast_enough = ours.seconds is not None and ours.seconds < TARGET_SECONDS
-    return _verdict(fast_enough and (closest is None or closest.ratio >= 1.0))
-
-
-def _verdict(met: bool) -> str:
-    return "met" if met else "MISSED"
+    return verdict(fast_enough and (closest is None or closest.ratio >= 1.0))
 
 
 def blob_reference(size: int) -> Microstructure:
@@ -294,21 +284,11 @@ def bench_reconstruction(log: Callable[[str], None]) -> Row:
         repeats=1,
         peak_mib=peak,
         fractions=made.phase_fractions(),
-        target=_verdict(met),
+        target=verdict(met),
         note=f"S2 error {100 * error:.2f}% after {report.sweeps:.1f} sweeps, r_max "
         f"{report.r_max} (target <{100 * RECONSTRUCTION_TARGET_ERROR:g}% in "
         f"<{RECONSTRUCTION_TARGET_SECONDS:g} s); no peer: PoreSpy has no Yeong-Torquato",
     )
-
-
-def machine() -> dict[str, str]:
-    return {
-        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.platform()}, {os.cpu_count()} cores",
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "porespy": version("porespy"),
-    }
 
 
 COLUMNS = ("twin", "size", "generator", "time_s", "n", "peak_MiB", "fractions", "ratio", "target")
@@ -317,9 +297,6 @@ RIGHT = {"size", "time_s", "n", "peak_MiB", "ratio"}
 
 
 def _cells(row: Row) -> tuple[str, ...]:
-    def number(value: float | None, digits: int) -> str:
-        return "-" if value is None else f"{value:.{digits}f}"
-
     fractions = " ".join(f"{k} {v:.3f}" for k, v in row.fractions.items())
     return (
         row.twin,
@@ -333,32 +310,6 @@ def _cells(row: Row) -> tuple[str, ...]:
         row.target,
         row.note,
     )
-
-
-def print_table(header: dict[str, str], notes: list[str], rows: list[Row]) -> None:
-    """Header and notes as ``#`` lines, then fixed-width columns sized to their contents;
-    a peer's row leaves blank the twin and size it shares with the row above."""
-    for line in [f"{key}: {value}" for key, value in header.items()] + notes:
-        print(f"# {line}")
-    table = [(*COLUMNS, "note")]
-    for before, row in zip([None, *rows], rows, strict=False):
-        cells = _cells(row)
-        same = before is not None and (before.twin, before.size) == (row.twin, row.size)
-        table.append(("", "", *cells[2:]) if same else cells)
-    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-
-    def render(cells: tuple[str, ...]) -> str:
-        padded = [
-            cell.rjust(width) if name in RIGHT else cell.ljust(width)
-            for cell, width, name in zip(cells, widths, COLUMNS, strict=False)
-        ]
-        return "  ".join([*padded, cells[-1]]).rstrip()
-
-    print()
-    print(render(table[0]))
-    print("-" * len(render(table[0])))
-    for cells in table[1:]:
-        print(render(cells))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -377,9 +328,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead")
     args = parser.parse_args(argv)
     sizes = sorted(set(args.sizes))
-
-    def log(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     rows: list[Row] = []
     notes = [
@@ -401,11 +349,12 @@ def main(argv: list[str] | None = None) -> None:
         notes += [f"{name} peer: {peer.describe(recipe)}" for peer in PEERS.get(name, ())]
         rows += bench_twin(name, sizes, args.repeats, args.peer_max_size, log)
 
-    header = machine()
+    header = machine("porespy")
     if args.json:
         print(json.dumps({"header": header, "notes": notes, "rows": [asdict(r) for r in rows]}))
     else:
-        print_table(header, notes, rows)
+        print_comments(header, notes)
+        print_table((*COLUMNS, "note"), [_cells(row) for row in rows], RIGHT, group=2)
 
 
 if __name__ == "__main__":

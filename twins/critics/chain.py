@@ -251,22 +251,26 @@ def cell_stage(c_rates: Sequence[float]) -> Stage:
             raise StageFailed("the pore or the solid does not percolate through the thickness")
         if model is None:
             model = CellModel(c_rates)
-        result = model.evaluate(
-            {
-                "porosity": found["porosity"],
-                "active_fraction": found["fraction_active"],
-                "cbd_fraction": found.get("fraction_cbd", 0.0),
-                "tau_pore_z": found["tau_pore_z"],
-                "tau_solid_z": found["tau_solid_z"],
-                "ssa_active_per_um": found["ssa_active_per_um"],
-                "thickness_um": micro.shape[2] * micro.voxel_size_um,
-            }
-        )
+        result = model.evaluate(cell_properties(found, micro.shape, micro.voxel_size_um))
         if not result.ok:
             raise StageFailed(result.reason)
         return dict(result.values)
 
     return stage
+
+
+def cell_properties(found: Properties, shape: tuple[int, ...], voxel_size_um: float) -> Properties:
+    """The electrode chain's properties as ``CellModel.evaluate`` reads them; the box height
+    along z is the electrode thickness."""
+    return {
+        "porosity": found["porosity"],
+        "active_fraction": found["fraction_active"],
+        "cbd_fraction": found.get("fraction_cbd", 0.0),
+        "tau_pore_z": found["tau_pore_z"],
+        "tau_solid_z": found["tau_solid_z"],
+        "ssa_active_per_um": found["ssa_active_per_um"],
+        "thickness_um": shape[2] * voxel_size_um,
+    }
 
 
 def _generic(axes: Sequence[str] = tuple(AXES)) -> Chain:

@@ -1,0 +1,451 @@
+"""Pore tortuosity beside TauFactor; time of the critic chains and of one cell-model evaluation.
+
+The pore-phase tortuosity factor of a PoreSpy blob image and of our electrode twin, along z
+(through the thickness), from our solver (``twins.critics.tortuosity``) and from TauFactor's
+``Solver`` on the CPU at the same convergence tolerance, in the same process; then the time
+of each stage of the electrode, GDL and SOFC-anode chains, and of the PyBaMM cell model
+(build, first and later evaluations) on the electrode properties the chain found.
+
+    .venv/bin/python benchmarks/transport.py [--sizes 64 128 200] [--rtol 1e-3] [--repeats N]
+        [--peer-max-size 200] [--chain-sizes 64 128] [--chain-max-size CHAIN=EDGE ...]
+        [--evaluations 5] [--json]
+
+The tables go to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import porespy.generators as psg
+import taufactor
+import torch
+
+# Python puts the script's folder first on sys.path, and benchmarks/twins.py would shadow the
+# package it measures: put the repository root there instead, so that `import twins` finds it.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent) if Path(p or ".").resolve() == _HERE else p for p in sys.path]
+
+from benchmarks._table import (  # noqa: E402
+    best_time,
+    log,
+    machine,
+    number,
+    print_comments,
+    print_table,
+    repeats_for,
+    verdict,
+)
+from twins.critics import tortuosity  # noqa: E402
+from twins.critics.cell import CellModel, c_rate_tag  # noqa: E402
+from twins.critics.chain import AXES, ChainResult, cell_properties, get_chain  # noqa: E402
+from twins.manufacturing import get_twin  # noqa: E402
+
+SEED = 0
+AXIS = AXES.index("z")
+"""Every structure is solved through its thickness."""
+WARM_UP_SIZE = 32
+"""Both solvers and every chain run once, untimed, on a box this small (the electrode twin's
+smallest in-plane size); the electrode chain builds its cell model there."""
+SINGLE_FROM = 128
+"""Edge from which each solver is timed once (default --repeats)."""
+TARGET_SIZE = 128
+TARGET_DIFFERENCE = 0.01
+TARGET_SPEEDUP = 3.0
+"""At 128³ our τ within 1 % of TauFactor's and our solver at least 3x faster."""
+
+CHAINS = {"electrode": "li_ion_electrode", "gdl": "gdl", "sofc_anode": "sofc_anode"}
+"""Chain → the twin whose default recipe it scores."""
+C_RATES = (0.5, 1.0, 3.0)
+
+
+def blobs(size: int) -> np.ndarray:
+    """PoreSpy blobs, ``(size,)*3`` bool, True = pore, porosity 0.5."""
+    return psg.blobs(shape=[size] * 3, porosity=0.5, blobiness=1, seed=SEED)
+
+
+def electrode(size: int) -> np.ndarray:
+    """Pore space of our electrode twin's default recipe, ``(size,)*3`` bool."""
+    micro = get_twin("li_ion_electrode").generate(shape=(size,) * 3, seed=SEED)
+    return micro.labels == micro.phase_id("pore")
+
+
+STRUCTURES: dict[str, Callable[[int], np.ndarray]] = {
+    "porespy.blobs": blobs,
+    "li_ion_electrode": electrode,
+}
+
+
+def taufactor_solve(pore: np.ndarray, axis: int, rtol: float) -> taufactor.Solver:
+    """TauFactor's two-phase solver, solved along ``axis`` (it solves along its first axis);
+    anything it prints goes to stderr."""
+    solver = taufactor.Solver(np.moveaxis(pore, axis, 0).astype(np.uint8), device="cpu")
+    with contextlib.redirect_stdout(sys.stderr):
+        solver.solve(verbose=False, conv_crit=rtol)
+    return solver
+
+
+@dataclass
+class TransportRow:
+    """One structure at one size, by both solvers."""
+
+    structure: str
+    size: str
+    porosity: float
+    tau_ours: float | None = None
+    tau_taufactor: float | None = None
+    difference_pct: float | None = None
+    iterations_ours: int | None = None
+    iterations_taufactor: int | None = None
+    seconds_ours: float | None = None
+    seconds_taufactor: float | None = None
+    speedup: float | None = None
+    repeats: int = 0
+    target: str = ""
+    note: str = ""
+
+
+def bench_transport(
+    name: str, sizes: list[int], rtol: float, repeats: int | None, peer_max_size: int
+) -> list[TransportRow]:
+    """Our τ and TauFactor's for one structure at every size, each solver warmed up first."""
+    make = STRUCTURES[name]
+    log(f"{name}: warm-up at {WARM_UP_SIZE}^3")
+    tortuosity(make(WARM_UP_SIZE), AXIS, rtol=rtol)
+    taufactor_solve(make(WARM_UP_SIZE), AXIS, rtol)
+    rows = []
+    for size in sizes:
+        pore, n = make(size), repeats_for(size, repeats, SINGLE_FROM)
+        row = TransportRow(name, f"{size}^3", float(pore.mean()), repeats=n)
+        log(f"{name}: ours at {size}^3 x{n}")
+        row.seconds_ours, ours = best_time(lambda p=pore: tortuosity(p, AXIS, rtol=rtol), n)
+        row.tau_ours, row.iterations_ours = ours.tau, ours.iterations
+        notes = [] if ours.converged else [f"ours not converged (residual {ours.residual:.1e})"]
+        if size > peer_max_size:
+            notes.append(f"TauFactor skipped (size > --peer-max-size {peer_max_size})")
+        else:
+            log(f"{name}: TauFactor at {size}^3 x{n}")
+            row.seconds_taufactor, peer = best_time(
+                lambda p=pore: taufactor_solve(p, AXIS, rtol), n
+            )
+            row.tau_taufactor, row.iterations_taufactor = float(peer.tau[0]), peer.iter
+            row.difference_pct = 100 * (row.tau_ours / row.tau_taufactor - 1)
+            row.speedup = row.seconds_taufactor / row.seconds_ours
+            if not peer.converged:
+                notes.append("TauFactor not converged")
+        if size == TARGET_SIZE:
+            row.target = transport_verdict(row)
+        row.note = "; ".join(notes)
+        rows.append(row)
+    return rows
+
+
+def transport_verdict(row: TransportRow) -> str:
+    if row.difference_pct is None or row.speedup is None:
+        return "unknown"
+    close = abs(row.difference_pct) < 100 * TARGET_DIFFERENCE
+    return verdict(close and row.speedup >= TARGET_SPEEDUP)
+
+
+@dataclass
+class ChainRow:
+    """One chain on its twin's default structure at one size."""
+
+    chain: str
+    size: str
+    seconds: float | None = None
+    stages_s: dict[str, float] | None = None
+    ok: bool | None = None
+    note: str = ""
+
+
+def bench_chain(
+    name: str, sizes: list[int], max_size: int | None
+) -> tuple[list[ChainRow], dict[int, ChainResult]]:
+    """One chain instance (it keeps its cell model) timed at every size after a warm-up;
+    also the results, by size, for the cell-model benchmark."""
+    twin, chain = get_twin(CHAINS[name]), get_chain(name)
+    log(f"chain {name}: warm-up at {WARM_UP_SIZE}^3")
+    chain.evaluate(twin.generate(shape=(WARM_UP_SIZE,) * 3, seed=SEED))
+    rows, results = [], {}
+    for size in sizes:
+        row = ChainRow(name, f"{size}^3")
+        rows.append(row)
+        if max_size is not None and size > max_size:
+            row.note = f"skipped (size > --chain-max-size {name}={max_size})"
+            continue
+        micro = twin.generate(shape=(size,) * 3, seed=SEED)
+        log(f"chain {name}: {size}^3")
+        start = time.perf_counter()
+        result = chain.evaluate(micro)
+        row.seconds = time.perf_counter() - start
+        row.stages_s, row.ok, row.note = result.timings_s, result.ok, result.reason
+        results[size] = result
+    return rows, results
+
+
+@dataclass
+class CellRow:
+    """One cell model (one set of C-rates) evaluated on one size's electrode properties."""
+
+    size: str
+    c_rates: str
+    build_s: float | None = None
+    first_s: float | None = None
+    median_s: float | None = None
+    evaluations: int = 0
+    note: str = ""
+
+
+def bench_cell(results: dict[int, ChainResult], evaluations: int) -> list[CellRow]:
+    """Each model built once, then evaluated on every size's electrode: the first evaluation
+    after the build apart, and the median of ``evaluations`` more. Besides the model of all
+    C-rates, one model per C-rate gives the time of each discharge alone."""
+    models: list[tuple[tuple[float, ...], CellModel, float]] = []
+    for c_rates in (C_RATES, *((c,) for c in C_RATES)):
+        log(f"cell model: build for C-rates {c_rates}")
+        start = time.perf_counter()
+        model = CellModel(c_rates)
+        models.append((c_rates, model, time.perf_counter() - start))
+    rows = []
+    for i, (size, result) in enumerate(sorted(results.items())):
+        properties = cell_properties(result.properties, result.shape, result.voxel_size_um)
+        for c_rates, model, build_s in models:
+            row = CellRow(f"{size}^3", ", ".join(f"{c:g}C" for c in c_rates))
+            log(f"cell model: {row.c_rates} on the {size}^3 electrode x{evaluations + (i == 0)}")
+            if i == 0:
+                start = time.perf_counter()
+                model.evaluate(properties)
+                row.build_s, row.first_s = build_s, time.perf_counter() - start
+            times = []
+            for _ in range(evaluations):
+                start = time.perf_counter()
+                cell = model.evaluate(properties)
+                times.append(time.perf_counter() - start)
+            row.median_s, row.evaluations = statistics.median(times), evaluations
+            row.note = "" if cell.ok else f"failed: {cell.reason}"
+            if cell.ok and len(c_rates) == len(C_RATES):
+                densities = [cell.values[f"energy_density_wh_l_{c_rate_tag(c)}"] for c in c_rates]
+                row.note = "energy density " + ", ".join(f"{d:.0f}" for d in densities) + " Wh/L"
+            rows.append(row)
+    return rows
+
+
+TRANSPORT_COLUMNS = (
+    "structure",
+    "size",
+    "porosity",
+    "tau_ours",
+    "tau_TF",
+    "diff_%",
+    "iter_ours",
+    "iter_TF",
+    "ours_s",
+    "TF_s",
+    "speed-up",
+    "n",
+    "target",
+    "note",
+)
+CHAIN_COLUMNS = ("chain", "size", "total_s", "ok", "stages_s")
+CELL_COLUMNS = ("size", "C-rates", "build_s", "first_s", "median_s", "n", "note")
+RIGHT = {
+    "size",
+    "porosity",
+    "tau_ours",
+    "tau_TF",
+    "diff_%",
+    "iter_ours",
+    "iter_TF",
+    "ours_s",
+    "TF_s",
+    "speed-up",
+    "n",
+    "total_s",
+    "build_s",
+    "first_s",
+    "median_s",
+}
+"""Columns of the text tables (the last of each is free-width); these align right."""
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def transport_cells(row: TransportRow) -> tuple[str, ...]:
+    return (
+        row.structure,
+        row.size,
+        number(row.porosity, 3),
+        number(row.tau_ours, 4),
+        number(row.tau_taufactor, 4),
+        "-" if row.difference_pct is None else f"{row.difference_pct:+.2f}",
+        _count(row.iterations_ours),
+        _count(row.iterations_taufactor),
+        number(row.seconds_ours, 2),
+        number(row.seconds_taufactor, 2),
+        number(row.speedup, 1),
+        str(row.repeats),
+        row.target,
+        row.note,
+    )
+
+
+def chain_cells(row: ChainRow) -> tuple[str, ...]:
+    stages = (
+        row.note
+        if row.stages_s is None
+        else " ".join(f"{stage} {seconds:.2f}" for stage, seconds in row.stages_s.items())
+    )
+    if row.stages_s is not None and row.note:
+        stages += f"; {row.note}"
+    ok = "-" if row.ok is None else ("yes" if row.ok else "no")
+    return (row.chain, row.size, number(row.seconds, 2), ok, stages)
+
+
+def cell_cells(row: CellRow) -> tuple[str, ...]:
+    return (
+        row.size,
+        row.c_rates,
+        number(row.build_s, 3),
+        number(row.first_s, 3),
+        number(row.median_s, 3),
+        str(row.evaluations),
+        row.note,
+    )
+
+
+def _load() -> str:
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
+def _chain_limit(text: str) -> tuple[str, int]:
+    """``--chain-max-size`` item ``chain=edge``."""
+    name, _, edge = text.partition("=")
+    if name not in CHAINS or not edge.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected CHAIN=EDGE with CHAIN one of {list(CHAINS)}, e.g. gdl=64; got {text!r}"
+        )
+    return name, int(edge)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 200])
+    parser.add_argument(
+        "--rtol", type=float, default=1e-3, help="our rtol and TauFactor's conv_crit"
+    )
+    parser.add_argument(
+        "--repeats", type=int, help=f"best of N solves (default 3, and 1 from {SINGLE_FROM}^3)"
+    )
+    parser.add_argument(
+        "--peer-max-size",
+        type=int,
+        default=200,
+        help="skip TauFactor above this edge (it takes minutes); printed as skipped",
+    )
+    parser.add_argument("--chain-sizes", type=int, nargs="+", default=[64, 128])
+    parser.add_argument(
+        "--chain-max-size",
+        type=_chain_limit,
+        nargs="*",
+        default=[],
+        metavar="CHAIN=EDGE",
+        help="skip a chain above this edge, printed as skipped; e.g. gdl=64 (its Stokes flow "
+        "takes minutes at 128^3)",
+    )
+    parser.add_argument(
+        "--evaluations", type=int, default=5, help="timed cell-model evaluations per size"
+    )
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead")
+    args = parser.parse_args(argv)
+    if args.evaluations < 1:
+        parser.error(f"--evaluations must be at least 1, got {args.evaluations}")
+    sizes, chain_sizes = sorted(set(args.sizes)), sorted(set(args.chain_sizes))
+    chain_max_size = dict(args.chain_max_size)
+
+    header = machine("porespy", "scipy", "pyamg", "taufactor", "torch", "pybamm")
+    header["threads"] = f"torch {torch.get_num_threads()} (TauFactor on the CPU)"
+    load_at_start = _load()
+    notes = [
+        f"tau: pore-phase tortuosity factor along z (axis {AXIS}), seed {SEED}; TauFactor "
+        "(taufactor.Solver, float32, device='cpu') solves along its first axis, so it gets "
+        f"the image with z moved first; our rtol = TauFactor's conv_crit = {args.rtol:g}",
+        "diff_%: 100 (tau_ours / tau_TF - 1); speed-up: TF_s / ours_s",
+        "iter: ours = preconditioned CG iterations (AMG V-cycle each); TF = SOR iterations "
+        "(one chequerboard colour each, convergence checked every 100)",
+        "ours_s, TF_s: best wall time of n solves, setup included, after one warm-up solve "
+        f"of each at {WARM_UP_SIZE}^3",
+        f"target: at {TARGET_SIZE}^3 |diff| < {100 * TARGET_DIFFERENCE:g}% and speed-up >= "
+        f"{TARGET_SPEEDUP:g}",
+        "chains: default recipe of each chain's twin ("
+        + ", ".join(f"{chain}: {twin}" for chain, twin in CHAINS.items())
+        + f"), one wall-time evaluation per size after a warm-up at {WARM_UP_SIZE}^3 (the "
+        "electrode chain's imports PyBaMM and builds its cell model); stages_s: each stage's time",
+        "cell: PyBaMM DFN (Chen2020), one constant-current discharge per C-rate, on the "
+        "electrode chain's properties at that size; build_s: model + discretisation + solver; "
+        "first_s: first evaluation after the build; median_s: median of n more",
+    ]
+    transport = []
+    for name in STRUCTURES:
+        transport += bench_transport(name, sizes, args.rtol, args.repeats, args.peer_max_size)
+
+    chains: list[ChainRow] = []
+    results: dict[str, dict[int, ChainResult]] = {}
+    for name in CHAINS:
+        rows, results[name] = bench_chain(name, chain_sizes, chain_max_size.get(name))
+        chains += rows
+
+    cell = bench_cell(results["electrode"], args.evaluations)
+
+    header["load average"] = f"{load_at_start} at start, {_load()} at end (1, 5, 15 min)"
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "header": header,
+                    "notes": notes,
+                    "transport": [asdict(r) for r in transport],
+                    "chains": [asdict(r) for r in chains],
+                    "cell": [asdict(r) for r in cell],
+                }
+            )
+        )
+        return
+    print_comments(header, notes)
+    print_table(
+        TRANSPORT_COLUMNS,
+        [transport_cells(r) for r in transport],
+        RIGHT,
+        group=1,
+        title="# pore tortuosity: ours beside TauFactor",
+    )
+    print_table(
+        CHAIN_COLUMNS,
+        [chain_cells(r) for r in chains],
+        RIGHT,
+        group=1,
+        title="# critic chains",
+    )
+    print_table(
+        CELL_COLUMNS,
+        [cell_cells(r) for r in cell],
+        RIGHT,
+        group=1,
+        title="# cell model (PyBaMM) evaluation",
+    )
+
+
+if __name__ == "__main__":
+    main()
