@@ -203,6 +203,8 @@ def twin_generate(args: argparse.Namespace) -> int:
         f"voxel {micro.voxel_size_um:g} um, seed {args.seed}, {seconds:.2f} s"
     )
     print("recipe: " + ", ".join(f"{k}={v}" for k, v in micro.provenance.recipe.items()))
+    if twin.summary():
+        print(twin.summary())
     _print_fractions(micro)
     return 0
 

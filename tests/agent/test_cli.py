@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from agent.cli import main
 from twins.manufacturing import TWINS
@@ -420,3 +421,19 @@ def test_a_bad_recipe_file_is_one_line_exit_2(toy_twin, tmp_path, capsys, text, 
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_generate_reports_how_close_a_reconstruction_came(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    image = (ndimage.gaussian_filter(rng.standard_normal((48, 48)), 2, mode="wrap") > 0).astype(
+        np.uint8
+    )
+    reference = tmp_path / "micrograph.tif"
+    Microstructure(image, 0.5, {0: "pore", 1: "solid"}).save(reference)
+    out = tmp_path / "recon.tif"
+    argv = ["twin", "generate", "reconstruct", "--reference", str(reference), "--shape", "48,48"]
+    assert main([*argv, "--out", str(out)]) == 0
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("reconstruction"))
+    error = float(re.search(r"correlation error ([0-9.]+)", line).group(1))
+    assert error < 0.02 and "converged" in line
+    assert Microstructure.load(out).shape == (48, 48)

@@ -55,6 +55,10 @@ class Twin(ABC):
         provenance = Provenance(twin=self.name, recipe=recipe, seed=seed, version=package_version())
         return Microstructure(labels, float(recipe["voxel_size_um"]), dict(self.phases), provenance)
 
+    def summary(self) -> str:
+        """One line on how the last ``generate`` went, for twins that measure it ('' if not)."""
+        return ""
+
     @abstractmethod
     def _generate(self, recipe: Recipe, shape: Shape, rng: np.random.Generator) -> np.ndarray:
         """Labels of the box, ``shape`` uint8, from a validated recipe."""

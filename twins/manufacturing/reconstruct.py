@@ -337,6 +337,17 @@ class ReconstructionTwin(Twin):
             reference.labels == phase, self._edge, periodic=False
         )
 
+    def summary(self) -> str:
+        report = self.last_report
+        if report is None:
+            return ""
+        verdict = "converged" if report.converged else "NOT converged (raise max_sweeps)"
+        return (
+            f"reconstruction: S2 correlation error {report.correlation_error:.4f} "
+            f"(r_max {report.r_max} voxels), {report.sweeps:.0f} sweeps, "
+            f"{report.seconds:.1f} s, {verdict}"
+        )
+
     def target(self, shape: Shape, voxel_size_um: float, max_distance_voxels: int) -> np.ndarray:
         """The S2 to match along each axis of a box, ``(len(shape), r_max + 1)``.
 
