@@ -1,0 +1,125 @@
+"""The one exception family of the physical world, and the wire error codes it maps to."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Why a request failed, as sent on the wire in an ``Error`` reply."""
+
+    malformed = "malformed"
+    unknown_version = "unknown_version"
+    unknown_instrument = "unknown_instrument"
+    unknown_action = "unknown_action"
+    invalid_params = "invalid_params"
+    key_conflict = "key_conflict"
+    refused_limit = "refused_limit"
+    estop = "estop"
+    lease_held = "lease_held"
+    deadline = "deadline"
+    aborted = "aborted"
+    not_started = "not_started"
+    unknown_outcome = "unknown_outcome"
+    failed = "failed"
+    internal = "internal"
+
+
+class InstrumentError(RuntimeError):
+    """An instrument request could not be sent, was refused, or did not complete.
+
+    The message is one line naming what was expected, what was got and how to fix it; the CLI
+    prints it with exit code 2. ``code`` is the wire code; ``idempotency_key`` names the call
+    it ended, so the caller can ask again about it without running the action twice.
+    """
+
+    default_code: ErrorCode = ErrorCode.failed
+
+    def __init__(
+        self, message: str, code: ErrorCode | None = None, idempotency_key: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code or self.default_code
+        self.idempotency_key = idempotency_key
+
+
+class ProtocolError(InstrumentError):
+    """Frames that are not a well-formed message of this protocol version."""
+
+    default_code = ErrorCode.malformed
+
+
+class InvalidRequest(InstrumentError):
+    """A well-formed request the instrument cannot take: unknown action, bad params, key reuse."""
+
+    default_code = ErrorCode.invalid_params
+
+
+class RefusedError(InstrumentError):
+    """A valid request refused for safety: a limit, a latched emergency stop, or a held lease."""
+
+    default_code = ErrorCode.refused_limit
+
+
+class DeadlineError(InstrumentError):
+    """The action did not finish within its deadline."""
+
+    default_code = ErrorCode.deadline
+
+
+class ServerUnreachable(InstrumentError):
+    """No reply and no heartbeat from the server within the liveness window.
+
+    Call again with the error's ``idempotency_key`` once the server is back to learn the outcome
+    without running the action twice.
+    """
+
+    default_code = ErrorCode.internal
+
+
+class UnknownOutcome(InstrumentError):
+    """The server died while the action was running: it may or may not have happened.
+
+    It is never run again under the same key; the caller inspects the sample and decides.
+    """
+
+    default_code = ErrorCode.unknown_outcome
+
+
+class ActionFailed(InstrumentError):
+    """The action started and then stopped: aborted, failed in the instrument, or never began."""
+
+
+ERRORS_BY_CODE: dict[ErrorCode, type[InstrumentError]] = {
+    ErrorCode.malformed: ProtocolError,
+    ErrorCode.unknown_version: ProtocolError,
+    ErrorCode.unknown_instrument: InvalidRequest,
+    ErrorCode.unknown_action: InvalidRequest,
+    ErrorCode.invalid_params: InvalidRequest,
+    ErrorCode.key_conflict: InvalidRequest,
+    ErrorCode.refused_limit: RefusedError,
+    ErrorCode.estop: RefusedError,
+    ErrorCode.lease_held: RefusedError,
+    ErrorCode.deadline: DeadlineError,
+    ErrorCode.aborted: ActionFailed,
+    ErrorCode.not_started: ActionFailed,
+    ErrorCode.unknown_outcome: UnknownOutcome,
+    ErrorCode.failed: ActionFailed,
+    ErrorCode.internal: InstrumentError,
+}
+
+
+def error_for(code: ErrorCode, message: str, idempotency_key: str | None) -> InstrumentError:
+    """The exception a client raises for an ``Error`` reply with this code."""
+    return ERRORS_BY_CODE[code](message, code, idempotency_key)
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """A '; did you mean ...?' suffix for an unknown name, or the list of known names."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f"; known: {', '.join(known)}" if known else "; none is known"

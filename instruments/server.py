@@ -1,0 +1,623 @@
+"""The instrument server: one ROUTER socket, actions in worker threads, exactly-once by journal.
+
+One I/O thread owns the socket. It answers control actions (status, abort, estop, leases, noop)
+at once, journals every other request before anything moves, runs it in a worker thread and
+sends ``Accepted``, ``Progress`` heartbeats while it runs, then ``Result`` or ``Error``. Workers
+hand their outcome back through a queue and a wake-up pipe, so a long action never blocks other
+requests or heartbeats. Bad input gets an ``Error`` reply; the server never dies on it.
+
+Run one from the shell: ``python -m instruments.server --instrument oven --journal j.sqlite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import heapq
+import ipaddress
+import itertools
+import json
+import logging
+import os
+import queue
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import zmq
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from instruments.base import ActionContext, ActionStopped, Instrument
+from instruments.errors import ErrorCode, InstrumentError, InvalidRequest, RefusedError
+from instruments.journal import Entry, Journal
+from instruments.protocol import (
+    Accepted,
+    Error,
+    Message,
+    Progress,
+    Request,
+    Result,
+    decode,
+    encode,
+    validation_summary,
+)
+
+log = logging.getLogger(__name__)
+
+CRASH_EXIT_CODE = 70
+"""Exit status of a server killed by the ``crash_at_fraction`` fault."""
+MAX_MESSAGE_BYTES = 16 * 2**20
+"""Larger messages are dropped by ZeroMQ before they reach the server."""
+RECEIVE_BATCH = 256
+"""Messages answered per turn of the I/O loop before outcomes and heartbeats get their turn."""
+SHUTDOWN_GRACE_S = 5.0
+"""How long a stopping server waits for aborted actions to journal their end."""
+
+
+@dataclass
+class Faults:
+    """Faults a test injects into a server, to prove the client and the journal cope.
+
+    ``drop_replies``: the next N final replies (Result or Error of an action) are not sent.
+    ``delay_s``: every reply leaves this long after it is ready.
+    ``crash_at_fraction``: the process exits (os._exit) when an action reports this progress.
+    """
+
+    drop_replies: int = 0
+    delay_s: float = 0.0
+    crash_at_fraction: float | None = None
+
+
+class _NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _AbortParams(_NoParams):
+    idempotency_key: str | None = None
+
+
+class _LeaseParams(_NoParams):
+    ttl_s: float = Field(default=3600.0, gt=0)
+
+
+@dataclass
+class _Job:
+    """An action in flight; ``identity`` and ``request_id`` follow the latest retry."""
+
+    key: str
+    action: str
+    motion: bool
+    identity: bytes
+    request_id: str
+    deadline: float | None
+    ctx: ActionContext
+    state: Literal["received", "running"] = "received"
+    thread: threading.Thread | None = None
+
+
+@dataclass(order=True)
+class _Delayed:
+    due: float
+    seq: int
+    frames: list[bytes] = field(compare=False)
+
+
+class Server:
+    """Serve one instrument on ``bind`` (loopback only), journaling to ``journal_path``.
+
+    ``heartbeat_s`` is the period of Progress messages for running actions; a client's retry
+    interval must be longer. Use ``serve_forever`` in the current thread, or ``start``/``stop``.
+    """
+
+    def __init__(
+        self,
+        instrument: Instrument,
+        bind: str,
+        journal_path: str | Path,
+        *,
+        name: str | None = None,
+        heartbeat_s: float = 0.5,
+        faults: Faults | None = None,
+    ) -> None:
+        check_loopback(bind)
+        shadowed = sorted(set(instrument.actions) & set(BUILTINS))
+        if shadowed:
+            raise InstrumentError(
+                f"{instrument.kind} declares actions {shadowed} that the server provides itself; "
+                "rename them"
+            )
+        self.instrument = instrument
+        self.name = name or instrument.kind
+        self.heartbeat_s = heartbeat_s
+        self.faults = faults or Faults()
+        self.journal = Journal(journal_path)
+        if any(self.journal.recovered.values()):
+            log.warning("journal %s after a crash: %s", journal_path, self.journal.recovered)
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        try:
+            self._socket.bind(bind)
+        except zmq.ZMQError as error:
+            self._socket.close(linger=0)
+            self._context.term()
+            self.journal.close()
+            raise InstrumentError(
+                f"could not bind {bind} ({error}); pick a free port or stop the other server"
+            ) from None
+        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._pipe_lock = threading.Lock()
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_read, False)
+        self._wake_read: int | None = wake_read
+        self._wake_write: int | None = wake_write
+        self._outbox: queue.SimpleQueue[tuple[_Job, dict[str, Any] | None, ErrorCode, str]] = (
+            queue.SimpleQueue()
+        )
+        self._jobs: dict[str, _Job] = {}
+        self._motion_lock = threading.Lock()
+        self._estop = False
+        self._lease: tuple[str, float] | None = None
+        self._delayed: list[_Delayed] = []
+        self._seq = itertools.count()
+        self._stopping = threading.Event()
+        self._serving = False
+        self._thread: threading.Thread | None = None
+
+    def serve_forever(self) -> None:
+        """Answer requests until ``stop``; closes the socket and the journal on the way out."""
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._wake_read, zmq.POLLIN)
+        next_beat = time.monotonic() + self.heartbeat_s
+        self._serving = True
+        try:
+            while not self._stopping.is_set():
+                due = min([next_beat] + [d.due for d in self._delayed[:1]])
+                events = dict(poller.poll(max(0.0, due - time.monotonic()) * 1000))
+                if self._socket in events:
+                    self._receive_all()
+                if self._wake_read in events:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_read, 4096)
+                self._flush_outbox()
+                now = time.monotonic()
+                if now >= next_beat:
+                    self._beat(now)
+                    next_beat = now + self.heartbeat_s
+                self._send_due(now)
+        finally:
+            self._close()
+
+    def start(self) -> Server:
+        """Serve in a background thread; returns self."""
+        self._serving = True
+        self._thread = threading.Thread(target=self.serve_forever, name=f"server-{self.name}")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: running actions are told to abort and journal it, then all is closed."""
+        self._stopping.set()
+        if not self._serving:
+            self._close()
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _close(self) -> None:
+        """Stop the actions in flight, let their workers journal the end, then close it all."""
+        if self._wake_read is None:
+            return
+        for job in self._jobs.values():
+            job.ctx.stop(ErrorCode.aborted, f"{self.name} shut down during {job.action}")
+        give_up = time.monotonic() + SHUTDOWN_GRACE_S
+        for job in self._jobs.values():
+            if job.thread is not None:
+                job.thread.join(max(give_up - time.monotonic(), 0.0))
+        self._socket.close(linger=0)
+        self._context.term()
+        self.journal.close()
+        with self._pipe_lock:
+            for fd in (self._wake_read, self._wake_write):
+                os.close(fd)
+            self._wake_read = self._wake_write = None
+
+    def _receive_all(self) -> None:
+        """Answer what is waiting, at most a batch, so a flood cannot starve the heartbeats."""
+        for _ in range(RECEIVE_BATCH):
+            try:
+                frames = self._socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._handle(frames[0], frames[1:])
+
+    def _handle(self, identity: bytes, frames: list[bytes]) -> None:
+        """Answer one message; every failure becomes an Error reply, never an exception."""
+        try:
+            request = decode(frames)
+            if not isinstance(request, Request):
+                raise InvalidRequest(
+                    f"expected a request, got a {request.kind} message; servers only take requests",
+                    ErrorCode.malformed,
+                )
+        except InstrumentError as error:
+            log.warning("bad message from %r: %s", identity, error)
+            self._send(identity, Error(code=error.code, message=str(error)))
+            return
+        reply_to = {"request_id": request.id, "idempotency_key": request.idempotency_key}
+        try:
+            self._dispatch(identity, request)
+        except InstrumentError as error:
+            self._send(identity, Error(**reply_to, code=error.code, message=str(error)))
+        except Exception as error:
+            log.exception("internal error on %s", request.action)
+            message = f"the server failed on {request.action}: {type(error).__name__}: {error}; report this bug"
+            self._send(identity, Error(**reply_to, code=ErrorCode.internal, message=message))
+
+    def _dispatch(self, identity: bytes, request: Request) -> None:
+        if request.instrument not in (None, self.name):
+            raise InvalidRequest(
+                f"this server drives '{self.name}', got a request for '{request.instrument}'; "
+                "connect to that instrument's endpoint",
+                ErrorCode.unknown_instrument,
+            )
+        builtin = BUILTINS.get(request.action)
+        if builtin is None:
+            self._submit(identity, request)
+            return
+        params_model, handler = builtin
+        try:
+            params = params_model.model_validate(request.params)
+        except ValidationError as error:
+            raise InvalidRequest(
+                f"{request.action} params do not match its schema: {validation_summary(error)}"
+            ) from None
+        outcome = handler(self, request, params)
+        self._send(
+            identity,
+            Result(request_id=request.id, idempotency_key=request.idempotency_key, outcome=outcome),
+        )
+
+    def _submit(self, identity: bytes, request: Request) -> None:
+        """Journal a new action, refuse it or start it; answer a repeated key from the journal."""
+        key = request.idempotency_key
+        fingerprint = _fingerprint(request)
+        entry = self.journal.get(key)
+        if entry is not None:
+            self._answer_repeat(identity, request, entry, fingerprint)
+            return
+        self.journal.receive(key, request.action, fingerprint)
+        try:
+            self._check_lease(request)
+            params = self.instrument.validate(request.action, request.params)
+            motion = self.instrument.actions[request.action].motion
+            if motion and self._estop:
+                raise RefusedError(_estop_message(self.name, request.action), ErrorCode.estop)
+        except Exception as error:
+            code = error.code if isinstance(error, InstrumentError) else ErrorCode.internal
+            self.journal.fail(key, code, str(error))
+            raise
+        now = time.monotonic()
+        job = _Job(
+            key=key,
+            action=request.action,
+            motion=motion,
+            identity=identity,
+            request_id=request.id,
+            deadline=now + request.deadline_s if request.deadline_s else None,
+            ctx=ActionContext(on_progress=self._on_progress, started=now),
+        )
+        self._jobs[key] = job
+        self._send(identity, Accepted(request_id=request.id, idempotency_key=key))
+        job.thread = threading.Thread(
+            target=self._work, args=(job, params), name=f"{request.action}-{key[:8]}", daemon=True
+        )
+        job.thread.start()
+
+    def _answer_repeat(
+        self, identity: bytes, request: Request, entry: Entry, fingerprint: str
+    ) -> None:
+        key = request.idempotency_key
+        if entry.fingerprint != fingerprint:
+            raise InvalidRequest(
+                f"idempotency key '{key}' was first used for {entry.action} with other params, "
+                f"got {request.action} with {request.params}; use a new key for a new request",
+                ErrorCode.key_conflict,
+            )
+        reply_to = {"request_id": request.id, "idempotency_key": key}
+        if entry.state == "done":
+            self._send(identity, Result(**reply_to, outcome=entry.outcome or {}, replayed=True))
+        elif entry.state == "failed":
+            code = entry.error_code or ErrorCode.failed
+            self._send(identity, Error(**reply_to, code=code, message=entry.error_message or ""))
+        elif entry.state == "unknown":
+            message = (
+                f"{entry.action} under key '{key}' was running when the server stopped, so it may "
+                "or may not have happened; inspect the instrument and decide: it is never run "
+                "again under this key"
+            )
+            self._send(identity, Error(**reply_to, code=ErrorCode.unknown_outcome, message=message))
+        else:
+            job = self._jobs[key]
+            job.identity, job.request_id = identity, request.id
+            self._send(identity, Accepted(**reply_to, state=job.state))
+
+    def _work(self, job: _Job, params: BaseModel) -> None:
+        """Worker thread: run the action, journal how it ended, hand the end to the I/O thread.
+
+        When the end cannot be journaled (the server is closing) nothing is sent: the row stays
+        ``running`` and reads ``unknown`` after a restart, which is the honest answer.
+        """
+        outcome: dict[str, Any] | None = None
+        code, message = ErrorCode.failed, ""
+        try:
+            outcome = self._run(job, params)
+        except (ActionStopped, InstrumentError) as error:
+            code, message = error.code, str(error)
+        except Exception as error:
+            log.exception("%s failed", job.action)
+            message = f"{self.name}.{job.action} failed in the instrument: {type(error).__name__}: {error}"
+        try:
+            if outcome is None:
+                self.journal.fail(job.key, code, message)
+            else:
+                self.journal.finish(job.key, outcome)
+        except sqlite3.Error as error:
+            log.error("could not journal the end of %s (%s); it reads unknown", job.key, error)
+            return
+        self._outbox.put((job, outcome, code, message))
+        self._wake()
+
+    def _run(self, job: _Job, params: BaseModel) -> dict[str, Any]:
+        """Wait for the instrument, re-check stop and estop, commit ``running``, then act."""
+        with self._motion_lock if job.motion else contextlib.nullcontext():
+            job.ctx.check()
+            if job.motion and self._estop:
+                raise ActionStopped(ErrorCode.estop, _estop_message(self.name, job.action))
+            self.journal.start(job.key)
+            job.state = "running"
+            return self.instrument.perform(job.action, params, job.ctx)
+
+    def _wake(self) -> None:
+        """Wake the I/O thread's poll from another thread."""
+        with self._pipe_lock:
+            if self._wake_write is not None:
+                os.write(self._wake_write, b"x")
+
+    def _flush_outbox(self) -> None:
+        while True:
+            try:
+                job, outcome, code, message = self._outbox.get_nowait()
+            except queue.Empty:
+                return
+            self._jobs.pop(job.key, None)
+            if self.faults.drop_replies > 0:
+                self.faults.drop_replies -= 1
+                log.warning("fault: dropped the reply to %s", job.key)
+                continue
+            reply_to = {"request_id": job.request_id, "idempotency_key": job.key}
+            reply: Message = (
+                Result(**reply_to, outcome=outcome)
+                if outcome is not None
+                else Error(**reply_to, code=code, message=message)
+            )
+            self._send(job.identity, reply)
+
+    def _beat(self, now: float) -> None:
+        """Heartbeat every job in flight, and stop those past their deadline."""
+        for job in self._jobs.values():
+            if job.deadline is not None and now > job.deadline:
+                job.ctx.stop(
+                    ErrorCode.deadline,
+                    f"{self.name}.{job.action} passed its deadline after {job.ctx.elapsed_s:.1f} s; "
+                    "give it a longer timeout",
+                )
+            self._send(
+                job.identity,
+                Progress(
+                    request_id=job.request_id,
+                    idempotency_key=job.key,
+                    fraction=job.ctx.fraction,
+                    elapsed_s=job.ctx.elapsed_s,
+                ),
+            )
+
+    def _on_progress(self, fraction: float) -> None:
+        crash_at = self.faults.crash_at_fraction
+        if crash_at is not None and fraction >= crash_at:
+            log.error("fault: crashing the server mid-action at fraction %.2f", fraction)
+            os._exit(CRASH_EXIT_CODE)
+
+    def _send(self, identity: bytes, message: Message) -> None:
+        frames = [identity, *encode(message)]
+        if self.faults.delay_s > 0:
+            due = time.monotonic() + self.faults.delay_s
+            heapq.heappush(self._delayed, _Delayed(due, next(self._seq), frames))
+        else:
+            self._socket.send_multipart(frames)
+
+    def _send_due(self, now: float) -> None:
+        while self._delayed and self._delayed[0].due <= now:
+            self._socket.send_multipart(heapq.heappop(self._delayed).frames)
+
+    def _live_lease(self) -> tuple[str, float] | None:
+        """The lease (holder, monotonic expiry) unless it has expired."""
+        if self._lease is not None and time.monotonic() >= self._lease[1]:
+            self._lease = None
+        return self._lease
+
+    def _check_lease(self, request: Request) -> None:
+        lease = self._live_lease()
+        if lease is not None and lease[0] != request.holder:
+            holder, expires = lease
+            raise RefusedError(
+                f"{self.name} is leased by '{holder}' for {expires - time.monotonic():.0f} s more, "
+                f"got {request.action} from holder '{request.holder}'; wait, or ask '{holder}' "
+                "to release_lease",
+                ErrorCode.lease_held,
+            )
+
+    def _status(self, request: Request, params: _NoParams) -> dict[str, Any]:
+        live = self._live_lease()
+        lease = None
+        if live is not None:
+            lease = {"holder": live[0], "expires_in_s": live[1] - time.monotonic()}
+        running = [
+            {
+                "idempotency_key": job.key,
+                "action": job.action,
+                "state": job.state,
+                "fraction": job.ctx.fraction,
+                "elapsed_s": job.ctx.elapsed_s,
+            }
+            for job in self._jobs.values()
+        ]
+        return {
+            "instrument": self.name,
+            "kind": self.instrument.kind,
+            "estop": self._estop,
+            "lease": lease,
+            "running": running,
+            "journal": self.journal.counts(),
+        }
+
+    def _abort(self, request: Request, params: _AbortParams) -> dict[str, Any]:
+        self._check_lease(request)
+        jobs = [job for job in self._jobs.values() if params.idempotency_key in (None, job.key)]
+        for job in jobs:
+            job.ctx.stop(ErrorCode.aborted, f"{self.name}.{job.action} was aborted by a client")
+        return {"aborted": [job.key for job in jobs]}
+
+    def _estop_action(self, request: Request, params: _NoParams) -> dict[str, Any]:
+        """Latch the emergency stop and stop every motion; allowed to anyone, lease or not."""
+        self._estop = True
+        stopped = [job for job in self._jobs.values() if job.motion]
+        for job in stopped:
+            job.ctx.stop(ErrorCode.estop, _estop_message(self.name, job.action))
+        log.warning("emergency stop latched on %s", self.name)
+        return {"estop": True, "stopped": [job.key for job in stopped]}
+
+    def _clear_estop(self, request: Request, params: _NoParams) -> dict[str, Any]:
+        self._check_lease(request)
+        self._estop = False
+        return {"estop": False}
+
+    def _acquire_lease(self, request: Request, params: _LeaseParams) -> dict[str, Any]:
+        if not request.holder:
+            raise InvalidRequest(
+                "acquire_lease needs a holder, got none; create the client with holder='name'"
+            )
+        self._check_lease(request)
+        self._lease = (request.holder, time.monotonic() + params.ttl_s)
+        return {"holder": request.holder, "expires_in_s": params.ttl_s}
+
+    def _release_lease(self, request: Request, params: _NoParams) -> dict[str, Any]:
+        self._check_lease(request)
+        self._lease = None
+        return {"holder": None}
+
+    def _describe(self, request: Request, params: _NoParams) -> dict[str, Any]:
+        """The instrument's actions with params schemas, limits and motion flags."""
+        return {"instrument": self.name, "kind": self.instrument.kind, **self.instrument.describe()}
+
+    def _noop(self, request: Request, params: _NoParams) -> dict[str, Any]:
+        return {}
+
+
+Handler = Callable[[Server, Request, Any], dict[str, Any]]
+BUILTINS: dict[str, tuple[type[BaseModel], Handler]] = {
+    "status": (_NoParams, Server._status),
+    "abort": (_AbortParams, Server._abort),
+    "estop": (_NoParams, Server._estop_action),
+    "clear_estop": (_NoParams, Server._clear_estop),
+    "acquire_lease": (_LeaseParams, Server._acquire_lease),
+    "release_lease": (_NoParams, Server._release_lease),
+    "describe": (_NoParams, Server._describe),
+    "noop": (_NoParams, Server._noop),
+}
+"""Control actions every server answers at once, without the journal or a worker thread."""
+
+
+def _estop_message(name: str, action: str) -> str:
+    return (
+        f"{name}.{action} refused: the emergency stop is latched; "
+        "make the instrument safe, then call clear_estop"
+    )
+
+
+def _fingerprint(request: Request) -> str:
+    """What a key was first used for, so reusing it for another request is caught."""
+    body = json.dumps([request.action, request.params], sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def check_loopback(bind: str) -> None:
+    """Refuse a bind reachable from other machines: without CurveZMQ keys, loopback only."""
+    transport, _, address = bind.partition("://")
+    if transport in ("ipc", "inproc"):
+        return
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    raise InstrumentError(
+        f"expected a loopback bind without CurveZMQ keys, got '{bind}': anyone on the network "
+        "could move the instrument; bind tcp://127.0.0.1:PORT"
+    )
+
+
+def serve(
+    instrument: Instrument,
+    bind: str,
+    journal_path: str | Path,
+    **options: Any,
+) -> None:
+    """Serve ``instrument`` on ``bind`` until SIGINT or SIGTERM; options go to ``Server``."""
+    server = Server(instrument, bind, journal_path, **options)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: server.stop())
+    print(
+        f"serving {server.name} ({instrument.kind}) on {server.endpoint}, loopback only "
+        f"(no CurveZMQ keys); journal {server.journal.path}",
+        flush=True,
+    )
+    server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m instruments.server``: serve a simulated instrument, with optional faults."""
+    from instruments.sim import make_simulated
+
+    parser = argparse.ArgumentParser(prog="python -m instruments.server", description=main.__doc__)
+    parser.add_argument("--instrument", required=True, help="simulated instrument kind, e.g. oven")
+    parser.add_argument("--options", default="{}", help="JSON keyword arguments of its backend")
+    parser.add_argument("--bind", default="tcp://127.0.0.1:*")
+    parser.add_argument("--journal", required=True, type=Path)
+    parser.add_argument("--heartbeat-s", type=float, default=0.5)
+    parser.add_argument("--drop-replies", type=int, default=0)
+    parser.add_argument("--delay-s", type=float, default=0.0)
+    parser.add_argument("--crash-at", type=float, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    faults = Faults(args.drop_replies, args.delay_s, args.crash_at)
+    try:
+        instrument = make_simulated(args.instrument, **json.loads(args.options))
+        serve(instrument, args.bind, args.journal, heartbeat_s=args.heartbeat_s, faults=faults)
+    except InstrumentError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
