@@ -424,27 +424,16 @@ def main(argv: list[str] | None = None) -> None:
         )
         return
     print_comments(header, notes)
-    print_table(
-        TRANSPORT_COLUMNS,
-        [transport_cells(r) for r in transport],
-        RIGHT,
-        group=1,
-        title="# pore tortuosity: ours beside TauFactor",
-    )
-    print_table(
-        CHAIN_COLUMNS,
-        [chain_cells(r) for r in chains],
-        RIGHT,
-        group=1,
-        title="# critic chains",
-    )
-    print_table(
-        CELL_COLUMNS,
-        [cell_cells(r) for r in cell],
-        RIGHT,
-        group=1,
-        title="# cell model (PyBaMM) evaluation",
-    )
+    for columns, cells, title in (
+        (
+            TRANSPORT_COLUMNS,
+            map(transport_cells, transport),
+            "pore tortuosity: ours beside TauFactor",
+        ),
+        (CHAIN_COLUMNS, map(chain_cells, chains), "critic chains"),
+        (CELL_COLUMNS, map(cell_cells, cell), "cell model (PyBaMM) evaluation"),
+    ):
+        print_table(columns, list(cells), RIGHT, group=1, title=f"# {title}")
 
 
 if __name__ == "__main__":
