@@ -31,9 +31,10 @@ def user_errors() -> tuple[type[Exception], ...]:
 
     Imported on demand so that ``--help`` does not pay for the packages.
     """
+    from instruments.errors import InstrumentError
     from twins.errors import TwinError
 
-    return (TwinError, OSError)
+    return (TwinError, InstrumentError, OSError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,7 +170,83 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.set_defaults(run=critic_evaluate)
+    _add_instrument_commands(commands)
     return parser
+
+
+def _add_instrument_commands(commands: argparse._SubParsersAction) -> None:
+    instrument = commands.add_parser(
+        "instrument",
+        help="instruments: make CurveZMQ keys, serve a simulated instrument, call one",
+        description="Instruments over ZeroMQ (one server per instrument, exactly-once actions).",
+    )
+    instrument_commands = instrument.add_subparsers(
+        dest="instrument_command", required=True, metavar="COMMAND"
+    )
+    keys = instrument_commands.add_parser(
+        "keys",
+        help="make a CurveZMQ key pair",
+        description=(
+            "Write DIR/NAME.key (public) and DIR/NAME.key_secret (owner-only). A server reads "
+            "DIR/server.key_secret and the allowed clients' keys in DIR/allowed/*.key; a client "
+            "reads DIR/NAME.key_secret and the server's DIR/server.key."
+        ),
+    )
+    keys.add_argument("directory", type=Path, metavar="DIR", help="where the key files go")
+    keys.add_argument("--name", default="client", help="key pair name (client; server for one)")
+    keys.set_defaults(run=instrument_keys)
+
+    serve = instrument_commands.add_parser(
+        "serve",
+        help="serve a simulated instrument until Ctrl-C or SIGTERM",
+        description=(
+            "Serve instrument KIND on --bind. Without --keys only a loopback bind is allowed; "
+            "with --keys DIR (server.key_secret, allowed/*.key) any bind, CurveZMQ-encrypted, "
+            "serving allowed client keys only."
+        ),
+    )
+    serve.add_argument("kind", metavar="KIND", help="instrument kind, e.g. oven")
+    serve.add_argument("--backend", choices=["sim"], default="sim", help="backend (sim)")
+    serve.add_argument(
+        "--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (tcp://127.0.0.1:5555)"
+    )
+    serve.add_argument(
+        "--journal", type=Path, help="exactly-once journal (SQLite); default KIND-journal.sqlite"
+    )
+    serve.add_argument("--keys", type=Path, metavar="DIR", help="CurveZMQ keys directory")
+    serve.add_argument(
+        "--time-scale", type=float, help="wall seconds per simulated second (sim only)"
+    )
+    serve.set_defaults(run=instrument_serve)
+
+    call = instrument_commands.add_parser(
+        "call",
+        help="call an action on an instrument server and print its result",
+        description=(
+            "Run ACTION on the server at ENDPOINT and print its outcome as JSON. Every server "
+            "answers status, describe, abort, estop, clear_estop, acquire_lease, release_lease, "
+            "noop; `call ENDPOINT describe` lists the instrument's own actions."
+        ),
+    )
+    call.add_argument("endpoint", metavar="ENDPOINT", help="e.g. tcp://127.0.0.1:5555")
+    call.add_argument("action", metavar="ACTION", help="e.g. status, dry")
+    call.add_argument(
+        "--params", default="{}", help="action params as a JSON object, e.g. '{\"duration_s\": 60}'"
+    )
+    call.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")
+    call.add_argument(
+        "--keys",
+        type=Path,
+        metavar="DIR",
+        help="CurveZMQ keys directory (NAME.key_secret, server.key)",
+    )
+    call.add_argument("--key-name", default="client", help="this client's key pair name (client)")
+    call.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="ask again about an earlier call (its outcome comes back; nothing runs twice)",
+    )
+    call.set_defaults(run=instrument_call)
 
 
 def twin_list(args: argparse.Namespace) -> int:
@@ -245,6 +322,55 @@ def critic_evaluate(args: argparse.Namespace) -> int:
     if not result.ok:
         print(f"{PROG}: could not score it: {result.reason}", file=sys.stderr)
         return 1
+    return 0
+
+
+def instrument_keys(args: argparse.Namespace) -> int:
+    from instruments.auth import make_keys
+
+    public, secret = make_keys(args.directory, args.name)
+    print(f"wrote {public} (public: give it to the other side)")
+    print(f"wrote {secret} (secret: owner-only, keep it here)")
+    return 0
+
+
+def instrument_serve(args: argparse.Namespace) -> int:
+    from instruments.auth import Keys
+    from instruments.server import serve
+    from instruments.sim import make_simulated
+
+    options = {} if args.time_scale is None else {"time_scale": args.time_scale}
+    instrument = make_simulated(args.kind, **options)
+    journal = args.journal or Path(f"{args.kind}-journal.sqlite")
+    keys = Keys.for_server(args.keys) if args.keys is not None else None
+    serve(instrument, args.bind, journal, keys=keys)
+    print(f"stopped {args.kind} on {args.bind}", flush=True)
+    return 0
+
+
+def instrument_call(args: argparse.Namespace) -> int:
+    from instruments.auth import Keys
+    from instruments.client import InstrumentClient
+    from instruments.errors import InstrumentError
+
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as exc:
+        raise InstrumentError(
+            f"expected --params as a JSON object like '{{\"duration_s\": 60}}', got "
+            f"'{args.params}' ({exc})"
+        ) from None
+    if not isinstance(params, dict):
+        raise InstrumentError(
+            f"expected --params as a JSON object like '{{\"duration_s\": 60}}', got "
+            f"a {type(params).__name__}: '{args.params}'"
+        )
+    keys = Keys.for_client(args.keys, name=args.key_name) if args.keys is not None else None
+    with InstrumentClient(args.endpoint, keys=keys) as client:
+        outcome = client.call(
+            args.action, params, timeout=args.timeout, idempotency_key=args.idempotency_key
+        )
+    print(json.dumps(outcome, indent=2))
     return 0
 
 

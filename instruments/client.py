@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 import zmq.asyncio
@@ -28,6 +28,9 @@ from instruments.errors import (
     error_for,
 )
 from instruments.protocol import Error, Progress, Request, Result, decode, encode
+
+if TYPE_CHECKING:
+    from instruments.auth import Keys
 
 ProgressCallback = Callable[[Progress], None]
 
@@ -105,7 +108,8 @@ class InstrumentClient:
     ``instrument`` names the instrument the server must drive (None: whatever it drives);
     ``holder`` names this client for leases (a campaign id). ``retry_s`` must exceed the
     server's heartbeat period. One call at a time per client: concurrent calls on one client
-    wait for each other; use one client per concurrent caller.
+    wait for each other; use one client per concurrent caller. ``keys`` (CurveZMQ, see
+    ``instruments.auth``) encrypt the link and prove this client to a server that checks keys.
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class InstrumentClient:
         holder: str | None = None,
         retry_s: float = 2.0,
         liveness_s: float = 6.0,
+        keys: Keys | None = None,
     ) -> None:
         if not 0 < retry_s < liveness_s:
             raise InstrumentError(
@@ -127,6 +132,7 @@ class InstrumentClient:
         self.holder = holder
         self.retry_s = retry_s
         self.liveness_s = liveness_s
+        self._curve = keys.client_options() if keys is not None else {}
         self._context = zmq.Context()
         self._async_context = zmq.asyncio.Context.shadow(self._context)
         self._socket: zmq.Socket | None = None
@@ -163,9 +169,9 @@ class InstrumentClient:
                         outcome = call.receive(socket.recv_multipart(), time.monotonic())
                         if outcome is not None:
                             return outcome
-            except (DeadlineError, ServerUnreachable):
+            except (DeadlineError, ServerUnreachable) as error:
                 self._drop_socket(asynchronous=False)
-                raise
+                raise self._explained(error) from None
 
     async def acall(
         self,
@@ -196,9 +202,9 @@ class InstrumentClient:
                         outcome = call.receive(frames, time.monotonic())
                         if outcome is not None:
                             return outcome
-            except (DeadlineError, ServerUnreachable):
+            except (DeadlineError, ServerUnreachable) as error:
                 self._drop_socket(asynchronous=True)
-                raise
+                raise self._explained(error) from None
 
     def close(self) -> None:
         """Close the sockets at once (linger 0) and the context."""
@@ -231,12 +237,25 @@ class InstrumentClient:
         )
         return _Call(request, now + timeout, self.retry_s, self.liveness_s, on_progress, now, now)
 
+    def _explained(self, error: InstrumentError) -> InstrumentError:
+        """Under CurveZMQ a server refusing this client's key is silent too: say so."""
+        if not self._curve or not isinstance(error, ServerUnreachable):
+            return error
+        return ServerUnreachable(
+            f"{error}; with CurveZMQ keys a server that refuses this client's key is silent too: "
+            "check this client's NAME.key is in the server's allowed/ directory and that "
+            "server.key is that server's public key",
+            idempotency_key=error.idempotency_key,
+        )
+
     def _connect(self, reconnect: bool) -> zmq.Socket:
         """The DEALER socket; a new one when ``reconnect`` so late replies to the old are lost."""
         if reconnect or self._socket is None:
             self._drop_socket(asynchronous=False)
             self._socket = self._context.socket(zmq.DEALER)
             self._socket.setsockopt(zmq.LINGER, 0)
+            for option, value in self._curve.items():
+                self._socket.setsockopt(option, value)
             self._socket.connect(self.endpoint)
         return self._socket
 
@@ -245,6 +264,8 @@ class InstrumentClient:
             self._drop_socket(asynchronous=True)
             self._async_socket = self._async_context.socket(zmq.DEALER)
             self._async_socket.setsockopt(zmq.LINGER, 0)
+            for option, value in self._curve.items():
+                self._async_socket.setsockopt(option, value)
             self._async_socket.connect(self.endpoint)
         return self._async_socket
 

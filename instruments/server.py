@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import zmq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -48,6 +48,11 @@ from instruments.protocol import (
     encode,
     validation_summary,
 )
+
+if TYPE_CHECKING:
+    from zmq.auth.thread import ThreadAuthenticator
+
+    from instruments.auth import Keys
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +115,10 @@ class _Delayed:
 
 
 class Server:
-    """Serve one instrument on ``bind`` (loopback only), journaling to ``journal_path``.
+    """Serve one instrument on ``bind``, journaling to ``journal_path``.
 
+    Without ``keys`` the bind must be loopback; with them (CurveZMQ, see ``instruments.auth``)
+    any address is allowed and only clients whose public key is in the allow-list are served.
     ``heartbeat_s`` is the period of Progress messages for running actions; a client's retry
     interval must be longer. Use ``serve_forever`` in the current thread, or ``start``/``stop``.
     """
@@ -125,8 +132,11 @@ class Server:
         name: str | None = None,
         heartbeat_s: float = 0.5,
         faults: Faults | None = None,
+        keys: Keys | None = None,
     ) -> None:
-        check_loopback(bind)
+        if keys is None:
+            check_loopback(bind)
+            log.info("no CurveZMQ keys: serving on loopback only (%s)", bind)
         shadowed = sorted(set(instrument.actions) & set(BUILTINS))
         if shadowed:
             raise InstrumentError(
@@ -144,12 +154,17 @@ class Server:
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.keys = keys
+        self._authenticator: ThreadAuthenticator | None = None
         try:
+            if keys is not None:
+                self._authenticator = keys.secure_server(self._socket)
             self._socket.bind(bind)
-        except zmq.ZMQError as error:
-            self._socket.close(linger=0)
-            self._context.term()
+        except (InstrumentError, zmq.ZMQError) as error:
+            self._close_transport()
             self.journal.close()
+            if isinstance(error, InstrumentError):
+                raise
             raise InstrumentError(
                 f"could not bind {bind} ({error}); pick a free port or stop the other server"
             ) from None
@@ -223,13 +238,19 @@ class Server:
         for job in self._jobs.values():
             if job.thread is not None:
                 job.thread.join(max(give_up - time.monotonic(), 0.0))
-        self._socket.close(linger=0)
-        self._context.term()
+        self._close_transport()
         self.journal.close()
         with self._pipe_lock:
             for fd in (self._wake_read, self._wake_write):
                 os.close(fd)
             self._wake_read = self._wake_write = None
+
+    def _close_transport(self) -> None:
+        """Close the socket, stop the authenticator (it holds the context), end the context."""
+        self._socket.close(linger=0)
+        if self._authenticator is not None:
+            self._authenticator.stop()
+        self._context.term()
 
     def _receive_all(self) -> None:
         """Answer what is waiting, at most a batch, so a flood cannot starve the heartbeats."""
@@ -587,9 +608,15 @@ def serve(
     server = Server(instrument, bind, journal_path, **options)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: server.stop())
+    keys = server.keys
+    security = (
+        f"CurveZMQ, {keys.allowed_count()} allowed client keys in {keys.allowed}"
+        if keys is not None
+        else "loopback only (no CurveZMQ keys)"
+    )
     print(
-        f"serving {server.name} ({instrument.kind}) on {server.endpoint}, loopback only "
-        f"(no CurveZMQ keys); journal {server.journal.path}",
+        f"serving {server.name} ({instrument.kind}) on {server.endpoint}, {security}; "
+        f"journal {server.journal.path}",
         flush=True,
     )
     server.serve_forever()
@@ -597,6 +624,7 @@ def serve(
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m instruments.server``: serve a simulated instrument, with optional faults."""
+    from instruments.auth import Keys
     from instruments.sim import make_simulated
 
     parser = argparse.ArgumentParser(prog="python -m instruments.server", description=main.__doc__)
@@ -608,12 +636,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drop-replies", type=int, default=0)
     parser.add_argument("--delay-s", type=float, default=0.0)
     parser.add_argument("--crash-at", type=float, default=None)
+    parser.add_argument(
+        "--keys", type=Path, help="CurveZMQ keys DIR: server.key_secret and allowed/*.key"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     faults = Faults(args.drop_replies, args.delay_s, args.crash_at)
     try:
         instrument = make_simulated(args.instrument, **json.loads(args.options))
-        serve(instrument, args.bind, args.journal, heartbeat_s=args.heartbeat_s, faults=faults)
+        keys = Keys.for_server(args.keys) if args.keys is not None else None
+        serve(
+            instrument,
+            args.bind,
+            args.journal,
+            heartbeat_s=args.heartbeat_s,
+            faults=faults,
+            keys=keys,
+        )
     except InstrumentError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,0 +1,143 @@
+"""CurveZMQ on an instrument link: key pairs, an allow-list of client keys, socket set-up.
+
+Every side holds its own key pair (``NAME.key`` public, ``NAME.key_secret`` secret, made by
+``make_keys`` or ``poreloop instrument keys``). A client also holds the server's public key; a
+server holds a directory of the public keys of the clients it serves, so one client is revoked
+by deleting its file. A client whose key is not there never completes the handshake and gets no
+reply at all: it gives up after its liveness window with ServerUnreachable.
+
+A keys directory, as the CLI uses it: the server reads ``server.key_secret`` and ``allowed/*.key``;
+a client reads ``NAME.key_secret`` (``client`` unless told) and ``server.key``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from pydantic import BaseModel, ConfigDict
+from zmq.auth.thread import ThreadAuthenticator
+
+from instruments.errors import InstrumentError
+
+SERVER_NAME = "server"
+CLIENT_NAME = "client"
+ALLOWED_DIR = "allowed"
+
+
+def make_keys(directory: str | Path, name: str) -> tuple[Path, Path]:
+    """Write a new key pair ``directory/name.key`` and ``.key_secret``; returns both paths.
+
+    The secret file is created readable by its owner only before any key is written to it;
+    an existing pair is never overwritten.
+    """
+    directory = Path(directory)
+    if not name or Path(name).name != name or name.startswith("."):
+        raise InstrumentError(
+            f"expected a plain key name like 'client-lab1', got '{name}'; drop any '/' or leading '.'"
+        )
+    public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
+    for path in (public, secret):
+        if path.exists():
+            raise InstrumentError(
+                f"key file '{path}' exists, refusing to overwrite it; pick another --name or "
+                "delete the old pair"
+            )
+    directory.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    made = zmq.auth.create_certificates(directory, name)
+    return Path(made[0]), Path(made[1])
+
+
+def _load(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
+    """(public, secret) z85 keys of a key file; one-line InstrumentError when it is unusable."""
+    try:
+        public_key, secret_key = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as error:
+        raise InstrumentError(
+            f"cannot read CurveZMQ key file '{path}' ({error}); make one with "
+            "`poreloop instrument keys DIR --name NAME`"
+        ) from None
+    if secret and secret_key is None:
+        raise InstrumentError(
+            f"expected a secret key in '{path}', got a public key file only; pass NAME.key_secret"
+        )
+    return public_key, secret_key
+
+
+class Keys(BaseModel):
+    """The CurveZMQ keys of one side of a link.
+
+    ``secret``: this side's ``NAME.key_secret``. A client sets ``server_public`` (the server's
+    ``NAME.key``); a server sets ``allowed`` (a directory of allowed clients' ``*.key`` files).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret: Path
+    server_public: Path | None = None
+    allowed: Path | None = None
+
+    @classmethod
+    def for_server(cls, directory: str | Path, name: str = SERVER_NAME) -> Keys:
+        """A server's keys from a keys directory: ``name.key_secret`` and ``allowed/``."""
+        directory = Path(directory)
+        return cls(secret=directory / f"{name}.key_secret", allowed=directory / ALLOWED_DIR)
+
+    @classmethod
+    def for_client(
+        cls, directory: str | Path, name: str = CLIENT_NAME, server: str = SERVER_NAME
+    ) -> Keys:
+        """A client's keys from a keys directory: ``name.key_secret`` and ``server.key``."""
+        directory = Path(directory)
+        return cls(
+            secret=directory / f"{name}.key_secret", server_public=directory / f"{server}.key"
+        )
+
+    def secure_server(self, socket: zmq.Socket) -> ThreadAuthenticator:
+        """Make ``socket`` (not yet bound) a CURVE server that serves allowed keys only.
+
+        Returns the started authenticator, which the owner stops before terminating the context.
+        """
+        if self.allowed is None:
+            raise InstrumentError(
+                f"expected a directory of allowed client keys for a server, got none beside "
+                f"'{self.secret}'; set allowed=DIR with the clients' *.key files"
+            )
+        if not self.allowed.is_dir() or not any(self.allowed.glob("*.key")):
+            raise InstrumentError(
+                f"expected client public keys (*.key) in '{self.allowed}', got none: no client "
+                "could connect; copy each allowed client's NAME.key there"
+            )
+        public_key, secret_key = _load(self.secret, secret=True)
+        authenticator = ThreadAuthenticator(socket.context)
+        authenticator.start()
+        authenticator.configure_curve(domain="*", location=str(self.allowed))
+        socket.curve_secretkey = secret_key
+        socket.curve_publickey = public_key
+        socket.curve_server = True
+        return authenticator
+
+    def client_options(self) -> dict[int, bytes]:
+        """Socket options that make a DEALER a CURVE client of the server whose key we hold.
+
+        Read once and set on every new socket before it connects.
+        """
+        if self.server_public is None:
+            raise InstrumentError(
+                f"expected the server's public key for a client, got none beside '{self.secret}'; "
+                "set server_public=PATH to the server's NAME.key"
+            )
+        public_key, secret_key = _load(self.secret, secret=True)
+        server_key, _ = _load(self.server_public, secret=False)
+        return {
+            zmq.CURVE_SECRETKEY: secret_key,
+            zmq.CURVE_PUBLICKEY: public_key,
+            zmq.CURVE_SERVERKEY: server_key,
+        }
+
+    def allowed_count(self) -> int:
+        """How many client keys the allow-list holds now."""
+        return len(list(self.allowed.glob("*.key"))) if self.allowed is not None else 0

@@ -1,0 +1,121 @@
+"""``poreloop instrument``: key pairs, a served simulated oven called from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+
+RUN_CLI = "import sys; from agent.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.fixture
+def serve_cli(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[str], str]]]:
+    """Factory: `poreloop instrument serve oven ...` in a subprocess; SIGTERM by PID after."""
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(*extra: str) -> tuple[subprocess.Popen[str], str]:
+        command = [
+            sys.executable,
+            "-c",
+            RUN_CLI,
+            "instrument",
+            "serve",
+            "oven",
+            "--bind=tcp://127.0.0.1:*",
+            f"--journal={tmp_path / 'journal.sqlite'}",
+            "--time-scale=1e-3",
+            *extra,
+        ]
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        processes.append(process)
+        ready, _, _ = select.select([process.stdout], [], [], 30.0)
+        line = process.stdout.readline() if ready else ""
+        if "serving" not in line:
+            raise RuntimeError(f"the oven server did not start: {line!r}")
+        return process, line.split(" on ")[1].split(",")[0]
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        process.stdout.close()
+
+
+def test_keys_makes_a_pair(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["instrument", "keys", str(tmp_path / "k"), "--name", "lab1"]) == 0
+    public, secret = tmp_path / "k" / "lab1.key", tmp_path / "k" / "lab1.key_secret"
+    assert str(public) in capsys.readouterr().out
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert main(["instrument", "keys", str(tmp_path / "k"), "--name", "lab1"]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_serve_then_call_status_and_dry(
+    serve_cli: Callable[..., tuple[subprocess.Popen[str], str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    process, endpoint = serve_cli()
+    assert main(["instrument", "call", endpoint, "status", "--timeout", "20"]) == 0
+    assert json.loads(capsys.readouterr().out)["instrument"] == "oven"
+    params = json.dumps({"temperature_c": 120.0, "duration_s": 60.0})
+    assert main(["instrument", "call", endpoint, "dry", "--params", params, "--timeout", "20"]) == 0
+    dried = json.loads(capsys.readouterr().out)
+    assert dried["run"] == 1 and 0 < dried["residual_moisture_ppm"] < dried["initial_moisture_ppm"]
+    hot = json.dumps({"temperature_c": 300.0, "duration_s": 60.0})
+    assert main(["instrument", "call", endpoint, "dry", "--params", hot, "--timeout", "20"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("poreloop: error:") and "safety limit" in err and err.count("\n") == 1
+    os.kill(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
+def test_serve_and_call_with_keys(
+    tmp_path: Path,
+    serve_cli: Callable[..., tuple[subprocess.Popen[str], str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    keys = tmp_path / "keys"
+    for name in ("server", "client"):
+        assert main(["instrument", "keys", str(keys), "--name", name]) == 0
+    (keys / "allowed").mkdir()
+    shutil.copy(keys / "client.key", keys / "allowed")
+    _, endpoint = serve_cli(f"--keys={keys}")
+    capsys.readouterr()
+    call = ["instrument", "call", endpoint, "status", "--timeout", "20", "--keys", str(keys)]
+    assert main(call) == 0
+    assert json.loads(capsys.readouterr().out)["instrument"] == "oven"
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (["call", "tcp://127.0.0.1:1", "dry", "--params", "{bad"], "expected --params as a JSON"),
+        (["call", "tcp://127.0.0.1:1", "dry", "--params", "[1]"], "got a list"),
+        (["serve", "ovn"], "did you mean 'oven'"),
+        (["serve", "oven", "--bind", "tcp://0.0.0.0:5555"], "loopback"),
+    ],
+)
+def test_mistakes_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], pattern: str
+) -> None:
+    journal = ["--journal", str(tmp_path / "j.sqlite")] if argv[0] == "serve" else []
+    assert main(["instrument", *argv, *journal]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("poreloop: error:") and captured.err.count("\n") == 1
+    assert pattern in captured.err
