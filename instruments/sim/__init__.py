@@ -6,9 +6,16 @@ from typing import Any
 
 from instruments.base import Instrument
 from instruments.errors import InstrumentError, did_you_mean
+from instruments.sim.cycler import SimCycler
+from instruments.sim.inspector import SimInspector
 from instruments.sim.oven import SimOven
+from instruments.sim.robot import SimRobot
+from instruments.sim.tomograph import SimTomograph
+from instruments.sim.xrd import SimXRD
 
-SIMULATED: dict[str, type[Instrument]] = {SimOven.kind: SimOven}
+SIMULATED: dict[str, type[Instrument]] = {
+    cls.kind: cls for cls in (SimOven, SimRobot, SimInspector, SimXRD, SimTomograph, SimCycler)
+}
 
 
 def make_simulated(kind: str, **options: Any) -> Instrument:
@@ -24,4 +31,13 @@ def make_simulated(kind: str, **options: Any) -> Instrument:
         ) from None
 
 
-__all__ = ["SIMULATED", "SimOven", "make_simulated"]
+__all__ = [
+    "SIMULATED",
+    "SimCycler",
+    "SimInspector",
+    "SimOven",
+    "SimRobot",
+    "SimTomograph",
+    "SimXRD",
+    "make_simulated",
+]

@@ -1,0 +1,239 @@
+"""The simulated tomograph and cycler: scans with artefacts, segmentation, rate and fade tests."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tifffile
+from scipy.ndimage import binary_erosion
+
+from instruments.base import ActionContext, Instrument
+from instruments.client import InstrumentClient
+from instruments.errors import ActionFailed, InvalidRequest, RefusedError
+from instruments.server import Server
+from instruments.sim import SIMULATED
+from instruments.sim.cycler import SimCycler
+from instruments.sim.lab import save_sample
+from instruments.sim.tomograph import SimTomograph, scan_microstructure
+from twins import Microstructure, get_twin
+
+RATES = [0.5, 2.0, 5.0]
+CRACKS_PER_MM2 = 300.0
+
+
+def run(instrument: Instrument, action: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate then perform, as the server does."""
+    return instrument.perform(action, instrument.validate(action, params), ActionContext())
+
+
+def meta(status: str = "ok", cracks: float = 0.0) -> dict[str, Any]:
+    defects = {
+        "crack_density_per_mm2": cracks,
+        "delamination_fraction": 0.0,
+        "pinholes_per_cm2": 0.0,
+    }
+    return {"recipe": {}, "seed": 0, "status": status, "defects": defects}
+
+
+@pytest.fixture(scope="module")
+def electrode() -> Microstructure:
+    return get_twin("li_ion_electrode").generate({"voxel_size_um": 0.5}, shape=(40, 40, 48), seed=0)
+
+
+@pytest.fixture
+def lab(tmp_path: Path, electrode: Microstructure) -> Path:
+    """A lab holding the electrode as S00001."""
+    save_sample(tmp_path / "lab", electrode, meta())
+    return tmp_path / "lab"
+
+
+@pytest.fixture(scope="module")
+def cycler_lab(tmp_path_factory: pytest.TempPathFactory, electrode: Microstructure) -> Path:
+    """One lab for the cycler tests: S00001 intact, S00002 the same coating cracked, S00003
+    sealed by a dense layer the electrolyte cannot cross."""
+    lab = tmp_path_factory.mktemp("cycler") / "lab"
+    save_sample(lab, electrode, meta())
+    save_sample(lab, electrode, meta("cracked", CRACKS_PER_MM2))
+    sealed = electrode.labels.copy()
+    sealed[:, :, 20:22] = electrode.phase_id("active")
+    save_sample(lab, replace(electrode, labels=sealed), meta())
+    return lab
+
+
+@pytest.fixture(scope="module")
+def cycler(cycler_lab: Path) -> SimCycler:
+    """Shared so the DFN is discretised once for the module."""
+    return SimCycler(cycler_lab, seed=0, time_scale=0)
+
+
+def test_both_instruments_are_registered() -> None:
+    assert SIMULATED["tomograph"] is SimTomograph and SIMULATED["cycler"] is SimCycler
+
+
+def test_a_scan_is_a_tiff_reproducible_per_seed(lab: Path, tmp_path: Path) -> None:
+    shutil.copytree(lab, tmp_path / "twin_lab")
+    scans = []
+    for lab_dir, seed in ((lab, 1), (tmp_path / "twin_lab", 1), (tmp_path / "twin_lab", 2)):
+        out = run(
+            SimTomograph(lab_dir, seed=seed, time_scale=0),
+            "scan",
+            {"sample_id": "S00001", "voxel_size_um": 0.5},
+        )
+        scans.append(tifffile.imread(out["path"]))
+    assert out["shape"] == [40, 40, 48] and scans[0].dtype == np.uint16
+    assert np.array_equal(scans[0], scans[1])
+    assert not np.array_equal(scans[1], scans[2])
+
+
+def test_noise_falls_with_exposure(lab: Path, electrode: Microstructure) -> None:
+    tomograph = SimTomograph(lab, time_scale=0)
+    interior = binary_erosion(electrode.labels == 0, iterations=2, border_value=1)
+    spread, snr = [], []
+    for exposure_s in (0.05, 5.0):
+        out = run(
+            tomograph,
+            "scan",
+            {"sample_id": "S00001", "voxel_size_um": 0.5, "exposure_s": exposure_s},
+        )
+        grey = tifffile.imread(out["path"]).astype(float)
+        spread.append(grey[interior].std())
+        snr.append(out["snr"])
+    assert spread[0] > 5 * spread[1]  # σ ∝ 1/√exposure: a factor 10 in noise
+    assert snr[1] == pytest.approx(10 * snr[0])
+
+
+def test_segmentation_recovers_porosity_at_good_exposure_only(
+    lab: Path, electrode: Microstructure
+) -> None:
+    tomograph = SimTomograph(lab, time_scale=0)
+    true = electrode.phase_fractions()["pore"]
+    errors = []
+    for exposure_s in (5.0, 0.05):
+        out = run(
+            tomograph,
+            "scan",
+            {"sample_id": "S00001", "voxel_size_um": 0.5, "exposure_s": exposure_s},
+        )
+        measured = scan_microstructure(out["path"])
+        assert measured.voxel_size_um == 0.5 and set(measured.phases.values()) == {
+            "pore",
+            "active",
+            "cbd",
+        }
+        errors.append(abs(measured.phase_fractions()["pore"] - true))
+    assert errors[0] < 0.03
+    assert errors[1] > errors[0]
+
+
+def test_a_coarser_scan_resamples_and_a_finer_one_is_refused(lab: Path) -> None:
+    tomograph = SimTomograph(lab, time_scale=0)
+    out = run(tomograph, "scan", {"sample_id": "S00001", "voxel_size_um": 1.0})
+    assert out["shape"] == [20, 20, 24] and out["voxel_size_um"] == 1.0
+    ringed = run(
+        tomograph, "scan", {"sample_id": "S00001", "voxel_size_um": 1.0, "ring_artefacts": True}
+    )
+    assert ringed["scan_id"] == "T00002"
+    with pytest.raises(RefusedError, match="finer than sample S00001's own voxel size 0.5"):
+        run(tomograph, "scan", {"sample_id": "S00001", "voxel_size_um": 0.25})
+    with pytest.raises(RefusedError, match="exposure_s=60.0 s exceeds"):
+        run(tomograph, "scan", {"sample_id": "S00001", "voxel_size_um": 1.0, "exposure_s": 60.0})
+
+
+@pytest.mark.parametrize("instrument", [SimTomograph, SimCycler])
+def test_an_unknown_sample_is_named(lab: Path, instrument: type[Instrument]) -> None:
+    params = (
+        {"sample_id": "S00042", "voxel_size_um": 1.0}
+        if instrument is SimTomograph
+        else {"sample_id": "S00042", "cycles": 10}
+    )
+    action = "scan" if instrument is SimTomograph else "cycle_life"
+    with pytest.raises(InvalidRequest, match="no sample 'S00042'.*known: S00001"):
+        run(instrument(lab, time_scale=0), action, params)
+
+
+def test_rate_test_capacity_falls_with_c_rate_and_is_reproducible(
+    cycler: SimCycler, cycler_lab: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(cycler_lab, tmp_path / "copy")
+    first = run(cycler, "rate_test", {"sample_id": "S00001", "c_rates": RATES})
+    again = run(cycler, "rate_test", {"sample_id": "S00001", "c_rates": RATES})
+    assert np.all(np.diff(first["capacity_mah_cm2"]) < 0)
+    assert first["capacity_ah"][0] == pytest.approx(first["rated_capacity_ah"], rel=0.03)
+    assert first["capacity_ah"] != again["capacity_ah"]  # a new run draws new noise
+    assert first["capacity_ah"] == pytest.approx(again["capacity_ah"], rel=0.03)
+    twin_cycler = SimCycler(tmp_path / "copy", seed=0, time_scale=0)
+    twin_cycler._chains = cycler._chains  # the same discretised DFN: another build takes seconds
+    assert run(twin_cycler, "rate_test", {"sample_id": "S00001", "c_rates": RATES}) == first
+
+
+def test_a_cracked_sample_delivers_less(cycler: SimCycler) -> None:
+    intact = run(cycler, "rate_test", {"sample_id": "S00001", "c_rates": RATES})
+    cracked = run(cycler, "rate_test", {"sample_id": "S00002", "c_rates": RATES})
+    assert cracked["status"] == "cracked" and 0.1 < cracked["crack_loss_fraction"] < 0.2
+    ratio = np.array(cracked["capacity_ah"]) / np.array(intact["capacity_ah"])
+    assert np.all(ratio < 0.9)
+
+
+def test_cycle_life_fades_faster_at_high_rate_and_with_cracks(cycler: SimCycler) -> None:
+    fade = {}
+    for sample, c_rate in (("S00001", 1.0), ("S00001", 3.0), ("S00002", 1.0)):
+        out = run(cycler, "cycle_life", {"sample_id": sample, "cycles": 1000, "c_rate": c_rate})
+        assert out["cycles"][0] == 1 and out["cycles"][-1] == 1000 and len(out["cycles"]) == 20
+        fraction = np.array(out["capacity_fraction"])
+        assert np.corrcoef(out["cycles"], fraction)[0, 1] < -0.95
+        fade[sample, c_rate] = 1 - fraction[-1]
+    assert 0.05 < fade["S00001", 1.0] < 0.25
+    assert fade["S00001", 3.0] > 1.5 * fade["S00001", 1.0]
+    assert fade["S00002", 1.0] > 1.5 * fade["S00001", 1.0]
+
+
+def test_a_structure_the_cell_model_cannot_discharge_fails_with_the_reason(
+    cycler: SimCycler,
+) -> None:
+    with pytest.raises(ActionFailed, match="S00003 failed: cell: the pore or the solid does not"):
+        run(cycler, "rate_test", {"sample_id": "S00003", "c_rates": RATES})
+
+
+@pytest.mark.parametrize(
+    ("action", "params", "error", "match"),
+    [
+        (
+            "rate_test",
+            {"c_rates": [1.0, 6.0]},
+            RefusedError,
+            "max_c_rate=6.0 C exceeds the safety limit 5.0",
+        ),
+        ("rate_test", {"c_rates": [0.0]}, InvalidRequest, "c_rates"),
+        ("rate_test", {"c_rates": []}, InvalidRequest, "c_rates"),
+        (
+            "cycle_life",
+            {"cycles": 3000},
+            RefusedError,
+            "cycles=3000.0 exceeds the safety limit 2000",
+        ),
+        ("cycle_life", {"cycles": 10, "c_rate": 8.0}, RefusedError, "c_rate=8.0 C exceeds"),
+    ],
+)
+def test_out_of_limit_requests_are_refused(
+    tmp_path: Path, action: str, params: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        SimCycler(tmp_path, time_scale=0).validate(action, {"sample_id": "S00001", **params})
+
+
+def test_a_scan_through_a_server(lab: Path, tmp_path: Path) -> None:
+    server = Server(
+        SimTomograph(lab, time_scale=1e-4), "tcp://127.0.0.1:*", tmp_path / "j.sqlite"
+    ).start()
+    try:
+        with InstrumentClient(server.endpoint, retry_s=0.5, liveness_s=3.0) as client:
+            out = client.call("scan", {"sample_id": "S00001", "voxel_size_um": 1.0}, timeout=10)
+    finally:
+        server.stop()
+    assert out["scan_id"] == "T00001" and Path(out["path"]).is_file()
+    assert out["duration_s"] > 60
