@@ -171,6 +171,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.set_defaults(run=critic_evaluate)
     _add_instrument_commands(commands)
+    lab = commands.add_parser(
+        "lab",
+        help="a simulated lab: every configured instrument at once",
+        description="A simulated lab: one instrument server subprocess per configured instrument.",
+    )
+    lab_commands = lab.add_subparsers(dest="lab_command", required=True, metavar="COMMAND")
+    up = lab_commands.add_parser(
+        "up",
+        help="serve every instrument of a lab config until Ctrl-C",
+        description=(
+            "Start one server subprocess per instrument in CONFIG, print their endpoints and "
+            "PIDs, and stop them all on Ctrl-C or SIGTERM. A bad config or a server that does "
+            "not start exits with 2."
+        ),
+    )
+    up.add_argument("config", type=Path, metavar="CONFIG", help="lab YAML, e.g. configs/lab.yaml")
+    up.set_defaults(run=lab_up)
     return parser
 
 
@@ -217,6 +234,11 @@ def _add_instrument_commands(commands: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--time-scale", type=float, help="wall seconds per simulated second (sim only)"
     )
+    serve.add_argument(
+        "--approval",
+        action="store_true",
+        help="hold every motion until a person approves it (poreloop instrument approve)",
+    )
     serve.set_defaults(run=instrument_serve)
 
     call = instrument_commands.add_parser(
@@ -225,7 +247,8 @@ def _add_instrument_commands(commands: argparse._SubParsersAction) -> None:
         description=(
             "Run ACTION on the server at ENDPOINT and print its outcome as JSON. Every server "
             "answers status, describe, abort, estop, clear_estop, acquire_lease, release_lease, "
-            "noop; `call ENDPOINT describe` lists the instrument's own actions."
+            "noop, pending, approve, reject; `call ENDPOINT describe` lists the instrument's own "
+            "actions."
         ),
     )
     call.add_argument("endpoint", metavar="ENDPOINT", help="e.g. tcp://127.0.0.1:5555")
@@ -247,6 +270,40 @@ def _add_instrument_commands(commands: argparse._SubParsersAction) -> None:
         help="ask again about an earlier call (its outcome comes back; nothing runs twice)",
     )
     call.set_defaults(run=instrument_call)
+
+    approve = instrument_commands.add_parser(
+        "approve",
+        help="list, approve or reject the motions held by a server's approval gate",
+        description=(
+            "Without KEY (or with --list) list the requests held on the server at ENDPOINT; "
+            "with KEY approve that request (it then runs once) or, with --reject --reason TEXT, "
+            "reject it (its caller gets the error 'rejected'). The approver's name (--as) must "
+            "differ from the holder that proposed the request. A request not approved before "
+            "its caller's deadline (call --timeout) ends there without moving."
+        ),
+    )
+    approve.add_argument("endpoint", metavar="ENDPOINT", help="e.g. tcp://127.0.0.1:5555")
+    approve.add_argument("key", nargs="?", metavar="KEY", help="idempotency key of the request")
+    approve.add_argument("--list", action="store_true", help="list the held requests")
+    approve.add_argument("--reject", action="store_true", help="reject KEY instead")
+    approve.add_argument("--reason", help="why it is rejected (needed with --reject)")
+    approve.add_argument(
+        "--as",
+        dest="approver",
+        default=f"person:{os.environ.get('USER') or 'operator'}",
+        help="the approver's holder name (person:$USER)",
+    )
+    approve.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (10)")
+    approve.add_argument(
+        "--keys",
+        type=Path,
+        metavar="DIR",
+        help="CurveZMQ keys directory (NAME.key_secret, server.key)",
+    )
+    approve.add_argument(
+        "--key-name", default="client", help="this client's key pair name (client)"
+    )
+    approve.set_defaults(run=instrument_approve)
 
 
 def twin_list(args: argparse.Namespace) -> int:
@@ -343,7 +400,7 @@ def instrument_serve(args: argparse.Namespace) -> int:
     instrument = make_simulated(args.kind, **options)
     journal = args.journal or Path(f"{args.kind}-journal.sqlite")
     keys = Keys.for_server(args.keys) if args.keys is not None else None
-    serve(instrument, args.bind, journal, keys=keys)
+    serve(instrument, args.bind, journal, keys=keys, approval=args.approval)
     print(f"stopped {args.kind} on {args.bind}", flush=True)
     return 0
 
@@ -372,6 +429,53 @@ def instrument_call(args: argparse.Namespace) -> int:
         )
     print(json.dumps(outcome, indent=2))
     return 0
+
+
+def lab_up(args: argparse.Namespace) -> int:
+    from instruments.lab_config import load_lab_config
+    from instruments.lab_up import run_lab
+
+    return run_lab(load_lab_config(args.config))
+
+
+def instrument_approve(args: argparse.Namespace) -> int:
+    from instruments.auth import Keys
+    from instruments.client import InstrumentClient
+    from instruments.errors import InstrumentError
+
+    if args.key is None and (args.reject or args.reason):
+        raise InstrumentError("expected the KEY of the request to reject, got none; run --list")
+    if args.reject and not args.reason:
+        raise InstrumentError(
+            f"expected --reason TEXT with --reject, got none; say why {args.key} is turned down"
+        )
+    keys = Keys.for_client(args.keys, name=args.key_name) if args.keys is not None else None
+    with InstrumentClient(args.endpoint, holder=args.approver, keys=keys) as client:
+        if args.list or args.key is None:
+            _print_pending(args.endpoint, client.call("pending", timeout=args.timeout))
+            return 0
+        if args.reject:
+            params = {"idempotency_key": args.key, "reason": args.reason}
+            client.call("reject", params, timeout=args.timeout)
+            print(f"rejected {args.key} on {args.endpoint}: {args.reason}")
+        else:
+            done = client.call("approve", {"idempotency_key": args.key}, timeout=args.timeout)
+            print(f"approved {args.key} ({done['action']}) on {args.endpoint}; it runs now")
+    return 0
+
+
+def _print_pending(endpoint: str, answer: dict[str, Any]) -> None:
+    pending = answer["pending"]
+    gate = "" if answer["approval"] else " (its approval gate is off)"
+    if not pending:
+        print(f"no request held on {endpoint}{gate}")
+        return
+    print(f"{len(pending)} held on {endpoint}{gate}:")
+    for held in pending:
+        print(
+            f"  {held['idempotency_key']}  {held['action']} {json.dumps(held['params'])}  "
+            f"from {held['holder'] or '(no holder)'}, {held['age_s']:.0f} s ago"
+        )
 
 
 def read_recipe(path: Path) -> dict[str, Value]:

@@ -22,6 +22,7 @@ class ErrorCode(StrEnum):
     deadline = "deadline"
     aborted = "aborted"
     not_started = "not_started"
+    rejected = "rejected"
     unknown_outcome = "unknown_outcome"
     failed = "failed"
     internal = "internal"
@@ -89,7 +90,10 @@ class UnknownOutcome(InstrumentError):
 
 
 class ActionFailed(InstrumentError):
-    """The action started and then stopped: aborted, failed in the instrument, or never began."""
+    """The action started and then stopped: aborted, failed in the instrument, or never began.
+
+    ``rejected``: a person turned down the request at the approval gate; nothing moved.
+    """
 
 
 ERRORS_BY_CODE: dict[ErrorCode, type[InstrumentError]] = {
@@ -105,6 +109,7 @@ ERRORS_BY_CODE: dict[ErrorCode, type[InstrumentError]] = {
     ErrorCode.deadline: DeadlineError,
     ErrorCode.aborted: ActionFailed,
     ErrorCode.not_started: ActionFailed,
+    ErrorCode.rejected: ActionFailed,
     ErrorCode.unknown_outcome: UnknownOutcome,
     ErrorCode.failed: ActionFailed,
     ErrorCode.internal: InstrumentError,

@@ -1,7 +1,9 @@
 """The exactly-once journal: idempotency key -> state and outcome, in SQLite, committed first.
 
 States: ``received`` (journaled, not started) -> ``running`` (the hook may have moved something)
--> ``done`` (outcome recorded) or ``failed`` (error recorded). Every transition is committed
+-> ``done`` (outcome recorded) or ``failed`` (error recorded). Under an approval gate a motion
+waits as ``held`` (its request recorded) until a person approves it (-> ``received``) or rejects
+it (-> ``failed``); a ``held`` row survives a restart as it is and is never run without approval. Every transition is committed
 (WAL, synchronous=FULL) before the server acts on it, so after a crash a ``running`` row means
 "maybe happened": on open it becomes ``unknown`` and is never run again. A ``received`` row
 never started, so it becomes ``failed`` with code ``not_started``. Rows are never deleted.
@@ -19,7 +21,7 @@ from typing import Any, Literal
 
 from instruments.errors import ErrorCode
 
-State = Literal["received", "running", "done", "failed", "unknown"]
+State = Literal["held", "received", "running", "done", "failed", "unknown"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
@@ -31,7 +33,8 @@ CREATE TABLE IF NOT EXISTS actions (
     error_code TEXT,
     error_message TEXT,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    request TEXT
 )
 """
 
@@ -47,6 +50,8 @@ class Entry:
     outcome: dict[str, Any] | None
     error_code: ErrorCode | None
     error_message: str | None
+    request: dict[str, Any] | None = None
+    created: float = 0.0
 
 
 class Journal:
@@ -60,6 +65,9 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(actions)")}
+        if "request" not in columns:  # a journal written before the approval gate
+            self._db.execute("ALTER TABLE actions ADD COLUMN request TEXT")
         self.recovered = self._settle()
 
     def _settle(self) -> dict[str, int]:
@@ -83,16 +91,14 @@ class Journal:
 
     def get(self, key: str) -> Entry | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT idempotency_key, action, fingerprint, state, outcome, error_code, "
-                "error_message FROM actions WHERE idempotency_key=?",
-                (key,),
-            ).fetchone()
-        if row is None:
-            return None
-        outcome = json.loads(row[4]) if row[4] is not None else None
-        code = ErrorCode(row[5]) if row[5] is not None else None
-        return Entry(row[0], row[1], row[2], row[3], outcome, code, row[6])
+            row = self._db.execute(f"{_SELECT} WHERE idempotency_key=?", (key,)).fetchone()
+        return None if row is None else _entry(row)
+
+    def held(self) -> list[Entry]:
+        """The requests waiting for approval, oldest first."""
+        with self._lock:
+            rows = self._db.execute(f"{_SELECT} WHERE state='held' ORDER BY created").fetchall()
+        return [_entry(row) for row in rows]
 
     def receive(self, key: str, action: str, fingerprint: str) -> None:
         """Journal a new request as ``received``; the key must not be journaled yet."""
@@ -103,6 +109,14 @@ class Journal:
                 "VALUES (?, ?, ?, 'received', ?, ?)",
                 (key, action, fingerprint, now, now),
             )
+
+    def hold(self, key: str, request: dict[str, Any]) -> None:
+        """Commit ``held`` with what a restarted server needs to list and later run it."""
+        self._update(key, "state='held', request=?", (json.dumps(request),))
+
+    def release(self, key: str) -> None:
+        """An approved request: ``held`` -> ``received``, to run as any other."""
+        self._update(key, "state='received'", ())
 
     def start(self, key: str) -> None:
         """Commit ``running`` before the hook moves anything."""
@@ -130,3 +144,16 @@ class Journal:
                 f"UPDATE actions SET {assignments}, updated=? WHERE idempotency_key=?",
                 (*values, time.time(), key),
             )
+
+
+_SELECT = (
+    "SELECT idempotency_key, action, fingerprint, state, outcome, error_code, error_message, "
+    "request, created FROM actions"
+)
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    outcome = json.loads(row[4]) if row[4] is not None else None
+    code = ErrorCode(row[5]) if row[5] is not None else None
+    request = json.loads(row[7]) if row[7] is not None else None
+    return Entry(row[0], row[1], row[2], row[3], outcome, code, row[6], request, row[8])

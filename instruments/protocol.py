@@ -41,10 +41,13 @@ class _Reply(_Message):
 
 
 class Accepted(_Reply):
-    """The request is journaled and queued or running; heartbeats follow until it ends."""
+    """The request is journaled and queued, running, or ``held`` for a person's approval.
+
+    Heartbeats follow until it ends, also while it is held.
+    """
 
     kind: ClassVar[str] = "accepted"
-    state: Literal["received", "running"] = "received"
+    state: Literal["held", "received", "running"] = "received"
 
 
 class Progress(_Reply):

@@ -6,6 +6,12 @@ sends ``Accepted``, ``Progress`` heartbeats while it runs, then ``Result`` or ``
 hand their outcome back through a queue and a wake-up pipe, so a long action never blocks other
 requests or heartbeats. Bad input gets an ``Error`` reply; the server never dies on it.
 
+With ``approval`` on, every motion is journaled ``held`` and waits (heartbeats continue, its
+deadline still runs) until a person sends ``approve`` or ``reject`` naming its idempotency key;
+``pending`` lists what waits. The approver must name a holder other than the proposer's. Holder
+names are self-declared, so this keeps an agent from approving its own proposals, it does not
+authenticate the person: who may connect at all is the CurveZMQ allow-list's job.
+
 Run one from the shell: ``python -m instruments.server --instrument oven --journal j.sqlite``.
 """
 
@@ -92,18 +98,31 @@ class _LeaseParams(_NoParams):
     ttl_s: float = Field(default=3600.0, gt=0)
 
 
+class _ApproveParams(_NoParams):
+    idempotency_key: str = Field(min_length=1, max_length=128)
+
+
+class _RejectParams(_ApproveParams):
+    reason: str = Field(min_length=1, max_length=1000)
+
+
 @dataclass
 class _Job:
-    """An action in flight; ``identity`` and ``request_id`` follow the latest retry."""
+    """An action in flight; ``identity`` and ``request_id`` follow the latest retry.
+
+    ``identity`` is None for a held request reloaded after a restart until its client asks again.
+    """
 
     key: str
     action: str
     motion: bool
-    identity: bytes
+    identity: bytes | None
     request_id: str
     deadline: float | None
     ctx: ActionContext
-    state: Literal["received", "running"] = "received"
+    params: dict[str, Any] = field(default_factory=dict)
+    holder: str | None = None
+    state: Literal["held", "received", "running"] = "received"
     thread: threading.Thread | None = None
 
 
@@ -120,7 +139,8 @@ class Server:
     Without ``keys`` the bind must be loopback; with them (CurveZMQ, see ``instruments.auth``)
     any address is allowed and only clients whose public key is in the allow-list are served.
     ``heartbeat_s`` is the period of Progress messages for running actions; a client's retry
-    interval must be longer. Use ``serve_forever`` in the current thread, or ``start``/``stop``.
+    interval must be longer. ``approval`` holds every motion for a person's approval (module
+    doc). Use ``serve_forever`` in the current thread, or ``start``/``stop``.
     """
 
     def __init__(
@@ -133,6 +153,7 @@ class Server:
         heartbeat_s: float = 0.5,
         faults: Faults | None = None,
         keys: Keys | None = None,
+        approval: bool = False,
     ) -> None:
         if keys is None:
             check_loopback(bind)
@@ -147,6 +168,7 @@ class Server:
         self.name = name or instrument.kind
         self.heartbeat_s = heartbeat_s
         self.faults = faults or Faults()
+        self.approval = approval
         self.journal = Journal(journal_path)
         if any(self.journal.recovered.values()):
             log.warning("journal %s after a crash: %s", journal_path, self.journal.recovered)
@@ -186,6 +208,10 @@ class Server:
         self._stopping = threading.Event()
         self._serving = False
         self._thread: threading.Thread | None = None
+        for entry in self.journal.held():
+            self._reload_held(entry)
+        if self._jobs:
+            log.warning("%d requests still held for approval in %s", len(self._jobs), journal_path)
 
     def serve_forever(self) -> None:
         """Answer requests until ``stop``; closes the socket and the journal on the way out."""
@@ -318,7 +344,7 @@ class Server:
             return
         self.journal.receive(key, request.action, fingerprint)
         try:
-            self._check_lease(request)
+            self._check_lease(request.holder, request.action)
             params = self.instrument.validate(request.action, request.params)
             motion = self.instrument.actions[request.action].motion
             if motion and self._estop:
@@ -336,13 +362,47 @@ class Server:
             request_id=request.id,
             deadline=now + request.deadline_s if request.deadline_s else None,
             ctx=ActionContext(on_progress=self._on_progress, started=now),
+            params=request.params,
+            holder=request.holder,
         )
         self._jobs[key] = job
-        self._send(identity, Accepted(request_id=request.id, idempotency_key=key))
+        if motion and self.approval:
+            deadline_at = time.time() + request.deadline_s if request.deadline_s else None
+            self.journal.hold(
+                key,
+                {"params": request.params, "holder": request.holder, "deadline_at": deadline_at},
+            )
+            job.state = "held"
+            log.info("%s.%s under key %s held for approval", self.name, request.action, key)
+        self._send(identity, Accepted(request_id=request.id, idempotency_key=key, state=job.state))
+        if job.state != "held":
+            self._start(job, params)
+
+    def _start(self, job: _Job, params: BaseModel) -> None:
         job.thread = threading.Thread(
-            target=self._work, args=(job, params), name=f"{request.action}-{key[:8]}", daemon=True
+            target=self._work, args=(job, params), name=f"{job.action}-{job.key[:8]}", daemon=True
         )
         job.thread.start()
+
+    def _reload_held(self, entry: Entry) -> None:
+        """Wait again for approval of a request held when the server last stopped."""
+        request = entry.request or {}
+        deadline_at = request.get("deadline_at")
+        now_wall, now = time.time(), time.monotonic()
+        self._jobs[entry.idempotency_key] = _Job(
+            key=entry.idempotency_key,
+            action=entry.action,
+            motion=True,
+            identity=None,
+            request_id="",
+            deadline=now + deadline_at - now_wall if deadline_at is not None else None,
+            ctx=ActionContext(
+                on_progress=self._on_progress, started=now - now_wall + entry.created
+            ),
+            params=request.get("params", {}),
+            holder=request.get("holder"),
+            state="held",
+        )
 
     def _answer_repeat(
         self, identity: bytes, request: Request, entry: Entry, fingerprint: str
@@ -425,6 +485,8 @@ class Server:
                 self.faults.drop_replies -= 1
                 log.warning("fault: dropped the reply to %s", job.key)
                 continue
+            if job.identity is None:  # approved after a restart, before its client asked again
+                continue
             reply_to = {"request_id": job.request_id, "idempotency_key": job.key}
             reply: Message = (
                 Result(**reply_to, outcome=outcome)
@@ -434,14 +496,26 @@ class Server:
             self._send(job.identity, reply)
 
     def _beat(self, now: float) -> None:
-        """Heartbeat every job in flight, and stop those past their deadline."""
-        for job in self._jobs.values():
+        """Heartbeat every job in flight, and stop those past their deadline.
+
+        A held request past its deadline ends there (nothing moved): nobody waits for it any more.
+        """
+        for job in list(self._jobs.values()):
             if job.deadline is not None and now > job.deadline:
-                job.ctx.stop(
-                    ErrorCode.deadline,
-                    f"{self.name}.{job.action} passed its deadline after {job.ctx.elapsed_s:.1f} s; "
-                    "give it a longer timeout",
+                message = (
+                    f"{self.name}.{job.action} passed its deadline after {job.ctx.elapsed_s:.1f} s"
                 )
+                if job.state == "held":
+                    self._end_held(
+                        job,
+                        ErrorCode.deadline,
+                        f"{message} without approval, so nothing moved; ask again with a longer "
+                        "timeout, or get it approved sooner",
+                    )
+                    continue
+                job.ctx.stop(ErrorCode.deadline, f"{message}; give it a longer timeout")
+            if job.identity is None:
+                continue
             self._send(
                 job.identity,
                 Progress(
@@ -476,16 +550,35 @@ class Server:
             self._lease = None
         return self._lease
 
-    def _check_lease(self, request: Request) -> None:
+    def _check_lease(self, holder: str | None, action: str) -> None:
         lease = self._live_lease()
-        if lease is not None and lease[0] != request.holder:
-            holder, expires = lease
+        if lease is not None and lease[0] != holder:
+            owner, expires = lease
             raise RefusedError(
-                f"{self.name} is leased by '{holder}' for {expires - time.monotonic():.0f} s more, "
-                f"got {request.action} from holder '{request.holder}'; wait, or ask '{holder}' "
-                "to release_lease",
+                f"{self.name} is leased by '{owner}' for {expires - time.monotonic():.0f} s more, "
+                f"got {action} from holder '{holder}'; wait, or ask '{owner}' to release_lease",
                 ErrorCode.lease_held,
             )
+
+    def _end_held(self, job: _Job, code: ErrorCode, message: str) -> None:
+        """End a held request without running it: journal why, tell its client if connected."""
+        self.journal.fail(job.key, code, message)
+        self._jobs.pop(job.key, None)
+        if job.identity is not None:
+            reply_to = {"request_id": job.request_id, "idempotency_key": job.key}
+            self._send(job.identity, Error(**reply_to, code=code, message=message))
+
+    def _held_job(self, key: str) -> _Job:
+        job = self._jobs.get(key)
+        if job is None or job.state != "held":
+            entry = self.journal.get(key)
+            now = f"not held: it is {entry.state}" if entry is not None else "unknown"
+            held = [other.key for other in self._jobs.values() if other.state == "held"]
+            raise InvalidRequest(
+                f"expected the idempotency key of a held request, got '{key}' ({now}); "
+                f"held now: {', '.join(held) if held else 'none'}"
+            )
+        return job
 
     def _status(self, request: Request, params: _NoParams) -> dict[str, Any]:
         live = self._live_lease()
@@ -512,23 +605,30 @@ class Server:
         }
 
     def _abort(self, request: Request, params: _AbortParams) -> dict[str, Any]:
-        self._check_lease(request)
+        self._check_lease(request.holder, request.action)
         jobs = [job for job in self._jobs.values() if params.idempotency_key in (None, job.key)]
         for job in jobs:
-            job.ctx.stop(ErrorCode.aborted, f"{self.name}.{job.action} was aborted by a client")
+            message = f"{self.name}.{job.action} was aborted by a client"
+            if job.state == "held":
+                self._end_held(job, ErrorCode.aborted, f"{message} while held; nothing moved")
+            else:
+                job.ctx.stop(ErrorCode.aborted, message)
         return {"aborted": [job.key for job in jobs]}
 
     def _estop_action(self, request: Request, params: _NoParams) -> dict[str, Any]:
-        """Latch the emergency stop and stop every motion; allowed to anyone, lease or not."""
+        """Latch the emergency stop and stop every motion, held ones too; anyone may, any lease."""
         self._estop = True
         stopped = [job for job in self._jobs.values() if job.motion]
         for job in stopped:
-            job.ctx.stop(ErrorCode.estop, _estop_message(self.name, job.action))
+            if job.state == "held":
+                self._end_held(job, ErrorCode.estop, _estop_message(self.name, job.action))
+            else:
+                job.ctx.stop(ErrorCode.estop, _estop_message(self.name, job.action))
         log.warning("emergency stop latched on %s", self.name)
         return {"estop": True, "stopped": [job.key for job in stopped]}
 
     def _clear_estop(self, request: Request, params: _NoParams) -> dict[str, Any]:
-        self._check_lease(request)
+        self._check_lease(request.holder, request.action)
         self._estop = False
         return {"estop": False}
 
@@ -537,12 +637,12 @@ class Server:
             raise InvalidRequest(
                 "acquire_lease needs a holder, got none; create the client with holder='name'"
             )
-        self._check_lease(request)
+        self._check_lease(request.holder, request.action)
         self._lease = (request.holder, time.monotonic() + params.ttl_s)
         return {"holder": request.holder, "expires_in_s": params.ttl_s}
 
     def _release_lease(self, request: Request, params: _NoParams) -> dict[str, Any]:
-        self._check_lease(request)
+        self._check_lease(request.holder, request.action)
         self._lease = None
         return {"holder": None}
 
@@ -552,6 +652,65 @@ class Server:
 
     def _noop(self, request: Request, params: _NoParams) -> dict[str, Any]:
         return {}
+
+    def _pending(self, request: Request, params: _NoParams) -> dict[str, Any]:
+        """The held requests, oldest first: what they would do, who proposed them, how long ago."""
+        held = sorted(
+            (job for job in self._jobs.values() if job.state == "held"),
+            key=lambda job: job.ctx.started,
+        )
+        return {
+            "approval": self.approval,
+            "pending": [
+                {
+                    "idempotency_key": job.key,
+                    "action": job.action,
+                    "params": job.params,
+                    "holder": job.holder,
+                    "age_s": job.ctx.elapsed_s,
+                }
+                for job in held
+            ],
+        }
+
+    def _approve(self, request: Request, params: _ApproveParams) -> dict[str, Any]:
+        """Run a held request once; the approver names a holder other than the proposer's."""
+        job = self._held_job(params.idempotency_key)
+        if not request.holder:
+            raise InvalidRequest(
+                "approve needs the approver's name as holder, got none; pass --as NAME "
+                "(or holder='name' to the client)"
+            )
+        if request.holder == job.holder:
+            raise RefusedError(
+                f"'{request.holder}' proposed {self.name}.{job.action} under key '{job.key}' and "
+                "cannot approve it too; a person approves with another holder name"
+            )
+        self._check_lease(job.holder, job.action)
+        try:
+            validated = self.instrument.validate(job.action, job.params)
+        except InstrumentError as error:
+            self._end_held(job, error.code, str(error))
+            raise
+        self.journal.release(job.key)
+        job.state = "received"
+        log.info(
+            "%s.%s under key %s approved by %s", self.name, job.action, job.key, request.holder
+        )
+        self._start(job, validated)
+        return {"approved": job.key, "action": job.action, "by": request.holder}
+
+    def _reject(self, request: Request, params: _RejectParams) -> dict[str, Any]:
+        """End a held request with code ``rejected``; anyone may, the proposer withdrawing too."""
+        job = self._held_job(params.idempotency_key)
+        by = request.holder or "an unnamed client"
+        self._end_held(
+            job,
+            ErrorCode.rejected,
+            f"{self.name}.{job.action} under key '{job.key}' was rejected by '{by}': "
+            f"{params.reason}; nothing moved, change the request and ask again with a new key",
+        )
+        return {"rejected": job.key, "action": job.action, "by": by}
 
 
 Handler = Callable[[Server, Request, Any], dict[str, Any]]
@@ -564,6 +723,9 @@ BUILTINS: dict[str, tuple[type[BaseModel], Handler]] = {
     "release_lease": (_NoParams, Server._release_lease),
     "describe": (_NoParams, Server._describe),
     "noop": (_NoParams, Server._noop),
+    "pending": (_NoParams, Server._pending),
+    "approve": (_ApproveParams, Server._approve),
+    "reject": (_RejectParams, Server._reject),
 }
 """Control actions every server answers at once, without the journal or a worker thread."""
 
@@ -614,9 +776,10 @@ def serve(
         if keys is not None
         else "loopback only (no CurveZMQ keys)"
     )
+    gate = "; motions held for approval (poreloop instrument approve)" if server.approval else ""
     print(
         f"serving {server.name} ({instrument.kind}) on {server.endpoint}, {security}; "
-        f"journal {server.journal.path}",
+        f"journal {server.journal.path}{gate}",
         flush=True,
     )
     server.serve_forever()
@@ -639,6 +802,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--keys", type=Path, help="CurveZMQ keys DIR: server.key_secret and allowed/*.key"
     )
+    parser.add_argument(
+        "--approval", action="store_true", help="hold every motion until a person approves it"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     faults = Faults(args.drop_replies, args.delay_s, args.crash_at)
@@ -652,6 +818,7 @@ def main(argv: list[str] | None = None) -> None:
             heartbeat_s=args.heartbeat_s,
             faults=faults,
             keys=keys,
+            approval=args.approval,
         )
     except InstrumentError as error:
         print(f"error: {error}", file=sys.stderr)

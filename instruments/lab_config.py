@@ -1,0 +1,129 @@
+"""A lab config: which simulated instruments to serve, where, and the settings they share.
+
+``poreloop lab up configs/lab.yaml`` reads one (``load_lab_config``) and starts one
+``python -m instruments.server`` per instrument (``server_command``). Relative paths are taken
+from the directory ``poreloop`` runs in.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from instruments.errors import InstrumentError, did_you_mean
+from instruments.server import check_loopback
+
+LAB_SETTINGS = ("lab_dir", "seed", "time_scale")
+"""Lab-wide settings handed to every backend whose constructor takes them."""
+
+
+class InstrumentConfig(BaseModel):
+    """One instrument server: its kind, its ZeroMQ bind, backend options, its approval gate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(description="simulated instrument kind, e.g. oven")
+    bind: str = Field(description="ZeroMQ endpoint, e.g. tcp://127.0.0.1:5555")
+    backend: Literal["sim"] = "sim"
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="backend keyword arguments; they override lab settings"
+    )
+    approval: bool = Field(default=False, description="hold every motion for a person's approval")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        from instruments.sim import SIMULATED
+
+        if kind not in SIMULATED:
+            raise ValueError(f"no simulated instrument '{kind}'{did_you_mean(kind, SIMULATED)}")
+        return kind
+
+
+class LabConfig(BaseModel):
+    """The whole simulated lab: shared directory, seed and clock, keys, and the instruments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lab_dir: Path = Field(description="shared lab state: samples, counters, journals/")
+    seed: int = Field(default=0, description="seed of every backend that takes one")
+    time_scale: float = Field(default=1.0, gt=0, description="wall seconds per simulated second")
+    keys: Path | None = Field(
+        default=None, description="CurveZMQ keys DIR (server.key_secret, allowed/*.key)"
+    )
+    instruments: list[InstrumentConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_server_per_kind_and_safe_binds(self) -> LabConfig:
+        kinds = [instrument.kind for instrument in self.instruments]
+        twice = sorted({kind for kind in kinds if kinds.count(kind) > 1})
+        if twice:
+            raise ValueError(f"one server per kind, got {twice} more than once; drop the repeats")
+        if self.keys is None:
+            for instrument in self.instruments:
+                try:
+                    check_loopback(instrument.bind)
+                except InstrumentError as error:
+                    raise ValueError(f"{instrument.kind}: {error}, or set keys") from None
+        return self
+
+    def journal(self, instrument: InstrumentConfig) -> Path:
+        return self.lab_dir / "journals" / f"{instrument.kind}.sqlite"
+
+    def backend_options(self, instrument: InstrumentConfig) -> dict[str, Any]:
+        """The lab settings its backend's constructor takes, then the instrument's own options."""
+        from instruments.sim import SIMULATED
+
+        accepted = inspect.signature(SIMULATED[instrument.kind]).parameters
+        shared = {"lab_dir": str(self.lab_dir), "seed": self.seed, "time_scale": self.time_scale}
+        return {
+            **{name: value for name, value in shared.items() if name in accepted},
+            **instrument.options,
+        }
+
+
+def load_lab_config(path: str | Path) -> LabConfig:
+    """The lab config in the YAML file ``path``; one-line InstrumentError naming the bad key."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        reason = " ".join(str(error).split())
+        raise InstrumentError(
+            f"cannot read the lab config '{path}' ({reason}); see configs/lab.yaml"
+        ) from None
+    try:
+        return LabConfig.model_validate(data)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "the config"
+        message = problem["msg"].removeprefix("Value error, ")
+        more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+        raise InstrumentError(
+            f"{path}: {where}: {message}{more}; see configs/lab.yaml for the keys"
+        ) from None
+
+
+def server_command(config: LabConfig, instrument: InstrumentConfig) -> list[str]:
+    """The ``python -m instruments.server`` command line that serves ``instrument``."""
+    command = [
+        sys.executable,
+        "-m",
+        "instruments.server",
+        f"--instrument={instrument.kind}",
+        f"--options={json.dumps(config.backend_options(instrument))}",
+        f"--bind={instrument.bind}",
+        f"--journal={config.journal(instrument)}",
+    ]
+    if config.keys is not None:
+        command.append(f"--keys={config.keys}")
+    if instrument.approval:
+        command.append("--approval")
+    return command

@@ -1,0 +1,159 @@
+"""Run a whole simulated lab: one server subprocess per configured instrument, stopped together.
+
+``run_lab`` starts every server, waits for each one's ready line, prints a table of kinds,
+endpoints and PIDs, then watches them until SIGINT or SIGTERM, when it stops every child by PID
+(SIGTERM, then SIGKILL after a grace period). A child that dies on its own is reported on stderr;
+the others keep serving.
+"""
+
+from __future__ import annotations
+
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+from instruments.errors import InstrumentError
+from instruments.lab_config import InstrumentConfig, LabConfig, server_command
+
+READY_TIMEOUT_S = 60.0
+"""How long a server may take to print its ready line (imports, binding, opening the journal)."""
+STOP_GRACE_S = 10.0
+"""How long a server may take to stop on SIGTERM before it is killed."""
+WATCH_PERIOD_S = 0.2
+
+
+@dataclass
+class _Child:
+    instrument: InstrumentConfig
+    process: subprocess.Popen[str]
+    endpoint: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.instrument.kind} (PID {self.process.pid})"
+
+
+def run_lab(
+    config: LabConfig, *, ready_timeout_s: float = READY_TIMEOUT_S, out: TextIO = sys.stdout
+) -> int:
+    """Serve the lab until SIGINT/SIGTERM (exit 0); InstrumentError when a server cannot start.
+
+    Returns 1 when every server died on its own.
+    """
+    stop = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    children: list[_Child] = []
+    try:
+        (config.lab_dir / "journals").mkdir(parents=True, exist_ok=True)
+        for instrument in config.instruments:
+            process = subprocess.Popen(
+                server_command(config, instrument), stdout=subprocess.PIPE, text=True
+            )
+            children.append(_Child(instrument, process))
+        _wait_ready(children, ready_timeout_s, stop)
+        if stop.is_set():
+            return 0
+        _print_table(config, children, out)
+        return _watch(children, stop)
+    finally:
+        _stop_all(children, out)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _wait_ready(children: list[_Child], timeout_s: float, stop: threading.Event) -> None:
+    """Read each server's first line ``serving KIND (KIND) on ENDPOINT, ...``."""
+    waiting = {child.process.stdout: child for child in children}
+    give_up = time.monotonic() + timeout_s
+    while waiting and not stop.is_set():
+        left = give_up - time.monotonic()
+        if left <= 0:
+            late = ", ".join(child.label for child in waiting.values())
+            raise InstrumentError(
+                f"expected every server ready within {timeout_s:.0f} s, got no ready line from "
+                f"{late}; stopped the lab, check its bind and options"
+            )
+        ready, _, _ = select.select(list(waiting), [], [], min(left, WATCH_PERIOD_S))
+        for stream in ready:
+            child = waiting[stream]
+            line = stream.readline()
+            if not line:
+                code = child.process.wait()
+                raise InstrumentError(
+                    f"{child.label} on {child.instrument.bind} exited with code {code} before it "
+                    "was ready (its error is above); stopped the lab"
+                )
+            if line.startswith("serving "):
+                child.endpoint = line.split(" on ", 1)[1].split(",", 1)[0]
+                del waiting[stream]
+
+
+def _print_table(config: LabConfig, children: list[_Child], out: TextIO) -> None:
+    rows = [("KIND", "ENDPOINT", "PID", "APPROVAL")] + [
+        (
+            child.instrument.kind,
+            child.endpoint,
+            str(child.process.pid),
+            "on" if child.instrument.approval else "off",
+        )
+        for child in children
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        print("  ".join(cells).rstrip(), file=out)
+    print(
+        f"lab up: {len(children)} instrument{'s' if len(children) > 1 else ''} serving, "
+        f"state in {config.lab_dir}; "
+        "Ctrl-C stops them",
+        file=out,
+        flush=True,
+    )
+
+
+def _watch(children: list[_Child], stop: threading.Event) -> int:
+    """Wait for a stop signal, reporting servers that die meanwhile; 1 when none is left."""
+    alive = list(children)
+    while not stop.is_set():
+        for child in list(alive):
+            code = child.process.poll()
+            if code is not None and not stop.is_set():
+                alive.remove(child)
+                print(
+                    f"lab: {child.label} on {child.endpoint} exited with code {code}; "
+                    "the others keep serving",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if not alive:
+            print("lab: every server has exited", file=sys.stderr, flush=True)
+            return 1
+        time.sleep(WATCH_PERIOD_S)
+    return 0
+
+
+def _stop_all(children: list[_Child], out: TextIO) -> None:
+    """SIGTERM every live child by PID, SIGKILL those still alive after the grace period."""
+    running = [child for child in children if child.process.poll() is None]
+    for child in running:
+        child.process.terminate()
+    give_up = time.monotonic() + STOP_GRACE_S
+    for child in running:
+        try:
+            child.process.wait(max(give_up - time.monotonic(), 0.0))
+            print(f"stopped {child.label}", file=out, flush=True)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+            print(f"killed {child.label}: it did not stop within {STOP_GRACE_S:.0f} s", file=out)
+    for child in children:
+        if child.process.stdout is not None:
+            child.process.stdout.close()
