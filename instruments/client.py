@@ -10,6 +10,7 @@ instead of moving anything twice. Silence for ``liveness_s`` means the server is
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -31,6 +32,8 @@ from instruments.protocol import Error, Progress, Request, Result, decode, encod
 
 if TYPE_CHECKING:
     from instruments.auth import Keys
+
+log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
 
@@ -84,8 +87,16 @@ class _Call:
         )
 
     def receive(self, frames: list[bytes], now: float) -> dict[str, Any] | None:
-        """The outcome when ``frames`` end this call; raises for an Error; None otherwise."""
-        message = decode(frames)
+        """The outcome when ``frames`` end this call; raises for an Error; None otherwise.
+
+        A reply garbled in transit counts as lost: the call goes on and, if nothing better
+        arrives, re-asks under the same key, whose recorded outcome the server replays.
+        """
+        try:
+            message = decode(frames)
+        except ProtocolError as error:
+            log.warning("ignored a garbled reply for %s: %s", self.key, error)
+            return None
         if isinstance(message, Request):
             raise ProtocolError(
                 "expected a reply from the server, got a request; check the endpoint is a server"

@@ -77,6 +77,7 @@ class Faults:
     """Faults a test injects into a server, to prove the client and the journal cope.
 
     ``drop_replies``: the next N final replies (Result or Error of an action) are not sent.
+    ``corrupt_replies``: the next N final replies leave with their JSON body garbled.
     ``delay_s``: every reply leaves this long after it is ready.
     ``crash_at_fraction``: the process exits (os._exit) when an action reports this progress.
     """
@@ -84,6 +85,7 @@ class Faults:
     drop_replies: int = 0
     delay_s: float = 0.0
     crash_at_fraction: float | None = None
+    corrupt_replies: int = 0
 
 
 class _NoParams(BaseModel):
@@ -493,7 +495,12 @@ class Server:
                 if outcome is not None
                 else Error(**reply_to, code=code, message=message)
             )
-            self._send(job.identity, reply)
+            if self.faults.corrupt_replies > 0:
+                self.faults.corrupt_replies -= 1
+                log.warning("fault: corrupted the reply to %s", job.key)
+                self._send(job.identity, reply, corrupt=True)
+            else:
+                self._send(job.identity, reply)
 
     def _beat(self, now: float) -> None:
         """Heartbeat every job in flight, and stop those past their deadline.
@@ -532,8 +539,10 @@ class Server:
             log.error("fault: crashing the server mid-action at fraction %.2f", fraction)
             os._exit(CRASH_EXIT_CODE)
 
-    def _send(self, identity: bytes, message: Message) -> None:
+    def _send(self, identity: bytes, message: Message, corrupt: bool = False) -> None:
         frames = [identity, *encode(message)]
+        if corrupt:
+            frames[-1] = frames[-1][: len(frames[-1]) // 2] + b"\xff\x00"
         if self.faults.delay_s > 0:
             due = time.monotonic() + self.faults.delay_s
             heapq.heappush(self._delayed, _Delayed(due, next(self._seq), frames))
@@ -799,6 +808,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drop-replies", type=int, default=0)
     parser.add_argument("--delay-s", type=float, default=0.0)
     parser.add_argument("--crash-at", type=float, default=None)
+    parser.add_argument("--corrupt-replies", type=int, default=0)
     parser.add_argument(
         "--keys", type=Path, help="CurveZMQ keys DIR: server.key_secret and allowed/*.key"
     )
@@ -807,7 +817,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    faults = Faults(args.drop_replies, args.delay_s, args.crash_at)
+    faults = Faults(args.drop_replies, args.delay_s, args.crash_at, args.corrupt_replies)
     try:
         instrument = make_simulated(args.instrument, **json.loads(args.options))
         keys = Keys.for_server(args.keys) if args.keys is not None else None

@@ -241,6 +241,17 @@ def test_a_dropped_reply_is_retried_under_the_same_key_and_runs_once(
     assert served.oven.runs() == 1
 
 
+def test_a_corrupted_reply_is_asked_again_and_the_action_runs_once(
+    serve_oven: Callable[..., Served],
+) -> None:
+    served = serve_oven(Faults(corrupt_replies=1))
+    with InstrumentClient(served.endpoint, retry_s=0.2, liveness_s=1.0) as client:
+        assert client.call("dry", SAFE)["run"] == 1
+        assert served.server.faults.corrupt_replies == 0
+        assert client.call("status")["journal"] == {"done": 1}
+    assert served.oven.runs() == 1
+
+
 def test_delayed_replies_arrive(serve_oven: Callable[..., Served]) -> None:
     served = serve_oven(Faults(delay_s=0.15))
     with InstrumentClient(served.endpoint, retry_s=0.5, liveness_s=1.0) as client:
