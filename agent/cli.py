@@ -223,7 +223,9 @@ def _add_instrument_commands(commands: argparse._SubParsersAction) -> None:
         ),
     )
     serve.add_argument("kind", metavar="KIND", help="instrument kind, e.g. oven")
-    serve.add_argument("--backend", choices=["sim"], default="sim", help="backend (sim)")
+    serve.add_argument(
+        "--backend", default="sim", help="sim, or a hardware adapter as package.module:Class"
+    )
     serve.add_argument(
         "--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (tcp://127.0.0.1:5555)"
     )
@@ -393,11 +395,11 @@ def instrument_keys(args: argparse.Namespace) -> int:
 
 def instrument_serve(args: argparse.Namespace) -> int:
     from instruments.auth import Keys
+    from instruments.backends import make_instrument
     from instruments.server import serve
-    from instruments.sim import make_simulated
 
     options = {} if args.time_scale is None else {"time_scale": args.time_scale}
-    instrument = make_simulated(args.kind, **options)
+    instrument = make_instrument(args.kind, args.backend, **options)
     journal = args.journal or Path(f"{args.kind}-journal.sqlite")
     keys = Keys.for_server(args.keys) if args.keys is not None else None
     serve(instrument, args.bind, journal, keys=keys, approval=args.approval)

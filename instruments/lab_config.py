@@ -11,7 +11,7 @@ import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -29,7 +29,7 @@ class InstrumentConfig(BaseModel):
 
     kind: str = Field(description="simulated instrument kind, e.g. oven")
     bind: str = Field(description="ZeroMQ endpoint, e.g. tcp://127.0.0.1:5555")
-    backend: Literal["sim"] = "sim"
+    backend: str = Field(default="sim", description="sim, or package.module:Class (adapter)")
     options: dict[str, Any] = Field(
         default_factory=dict, description="backend keyword arguments; they override lab settings"
     )
@@ -118,6 +118,7 @@ def server_command(config: LabConfig, instrument: InstrumentConfig) -> list[str]
         "-m",
         "instruments.server",
         f"--instrument={instrument.kind}",
+        f"--backend={instrument.backend}",
         f"--options={json.dumps(config.backend_options(instrument))}",
         f"--bind={instrument.bind}",
         f"--journal={config.journal(instrument)}",

@@ -795,12 +795,13 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m instruments.server``: serve a simulated instrument, with optional faults."""
+    """``python -m instruments.server``: serve an instrument, with optional faults."""
     from instruments.auth import Keys
-    from instruments.sim import make_simulated
+    from instruments.backends import make_instrument
 
     parser = argparse.ArgumentParser(prog="python -m instruments.server", description=main.__doc__)
-    parser.add_argument("--instrument", required=True, help="simulated instrument kind, e.g. oven")
+    parser.add_argument("--instrument", required=True, help="instrument kind, e.g. oven")
+    parser.add_argument("--backend", default="sim", help="sim, or package.module:Class (adapter)")
     parser.add_argument("--options", default="{}", help="JSON keyword arguments of its backend")
     parser.add_argument("--bind", default="tcp://127.0.0.1:*")
     parser.add_argument("--journal", required=True, type=Path)
@@ -819,7 +820,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     faults = Faults(args.drop_replies, args.delay_s, args.crash_at, args.corrupt_replies)
     try:
-        instrument = make_simulated(args.instrument, **json.loads(args.options))
+        instrument = make_instrument(args.instrument, args.backend, **json.loads(args.options))
         keys = Keys.for_server(args.keys) if args.keys is not None else None
         serve(
             instrument,
