@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
 from instruments.base import Action, ActionContext
-from instruments.sim.lab import LabInstrument, load_sample, next_run
+from instruments.sim.lab import LabInstrument
 from twins.microstructure import Microstructure
 
 UM2_PER_CM2 = 1e8
@@ -31,7 +31,6 @@ MAX_CRACKS_PER_MM2 = 1.0
 MAX_DELAMINATION_FRACTION = 0.02
 MAX_PINHOLES_PER_CM2 = 1.0
 INSPECT_S = 180.0
-PROGRESS_STEPS = 10
 
 
 def pinholes_per_cm2(micro: Microstructure) -> float:
@@ -76,12 +75,7 @@ class SimInspector(LabInstrument):
     }
 
     def _inspect(self, params: InspectParams, ctx: ActionContext) -> InspectResult:
-        micro, meta = load_sample(self.lab_dir, params.sample_id)
-        run = next_run(self.lab_dir, self.kind)
-        rng = np.random.default_rng([self.seed, run])
-        for step in range(1, PROGRESS_STEPS + 1):
-            ctx.sleep(INSPECT_S * self.time_scale / PROGRESS_STEPS)
-            ctx.progress(step / PROGRESS_STEPS)
+        micro, meta, rng, run = self.measure(params.sample_id, ctx, INSPECT_S, steps=10)
         scatter = rng.lognormal(0.0, COUNT_NOISE, size=2)
         cracks = float(meta["defects"]["crack_density_per_mm2"]) * scatter[0]
         delamination = float(meta["defects"]["delamination_fraction"])

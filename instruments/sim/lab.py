@@ -21,9 +21,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel
 
-from instruments.base import Instrument
+from instruments.base import ActionContext, Instrument
 from instruments.errors import ErrorCode, InvalidRequest
 from twins.errors import TwinError
 from twins.microstructure import Microstructure
@@ -126,6 +127,18 @@ class LabInstrument(Instrument):
         self.lab_dir = Path(lab_dir)
         self.seed = seed
         self.time_scale = time_scale
+
+    def measure(
+        self, sample_id: str, ctx: ActionContext, simulated_s: float, steps: int = 20
+    ) -> tuple[Microstructure, dict[str, Any], np.random.Generator, int]:
+        """Start one measurement of a sample: load it, count the run, seed its noise by
+        (seed, run), and spend ``simulated_s`` of simulated time reporting progress."""
+        micro, meta = load_sample(self.lab_dir, sample_id)
+        run = next_run(self.lab_dir, self.kind)
+        for step in range(1, steps + 1):
+            ctx.sleep(simulated_s * self.time_scale / steps)
+            ctx.progress(step / steps)
+        return micro, meta, np.random.default_rng([self.seed, run]), run
 
     def validate(self, action: str, params: dict[str, Any]) -> BaseModel:
         parsed = super().validate(action, params)

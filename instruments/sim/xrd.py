@@ -13,14 +13,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from instruments.base import Action, ActionContext
-from instruments.sim.lab import LabInstrument, load_sample, next_run
+from instruments.sim.lab import LabInstrument
 
 DENSITY_G_CM3: dict[str, float] = {"active": 4.75, "cbd": 1.9}
 """NMC811 (crystallographic) and the carbon-black/PVDF domain, g/cm³."""
 WEIGHT_NOISE = 0.005
 """Absolute standard deviation of a refined weight fraction (0.5 wt%)."""
 SCAN_S = 1800.0
-PROGRESS_STEPS = 20
 
 
 def weight_fractions(volume_fractions: dict[str, float]) -> dict[str, float]:
@@ -58,12 +57,7 @@ class SimXRD(LabInstrument):
     }
 
     def _measure(self, params: MeasureParams, ctx: ActionContext) -> MeasureResult:
-        micro, _ = load_sample(self.lab_dir, params.sample_id)
-        run = next_run(self.lab_dir, self.kind)
-        rng = np.random.default_rng([self.seed, run])
-        for step in range(1, PROGRESS_STEPS + 1):
-            ctx.sleep(SCAN_S * self.time_scale / PROGRESS_STEPS)
-            ctx.progress(step / PROGRESS_STEPS)
+        micro, _, rng, run = self.measure(params.sample_id, ctx, SCAN_S, steps=20)
         active = weight_fractions(micro.phase_fractions())["active"]
         active = float(np.clip(active + rng.normal(0.0, WEIGHT_NOISE), 0.0, 1.0))
         return MeasureResult(
