@@ -100,6 +100,13 @@ class ActionContext:
         if self._stop.wait(max(seconds, 0.0)):
             self.check()
 
+    def pass_time(self, seconds: float, steps: int = 20) -> None:
+        """Wait ``seconds`` of wall time in ``steps``, reporting progress after each; a
+        simulated action's way of taking its (scaled) duration."""
+        for step in range(1, steps + 1):
+            self.sleep(seconds / steps)
+            self.progress(step / steps)
+
     def check(self) -> None:
         """Raise ActionStopped when told to stop; for hooks that wait on hardware themselves."""
         if self._stop.is_set():

@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
-from instruments.base import Action, ActionContext, Instrument, Limit
+from instruments.base import Action, ActionContext, Limit
 from instruments.errors import ActionFailed, ErrorCode, InvalidRequest
-from instruments.sim.lab import load_sample, next_run
+from instruments.sim.lab import LabInstrument, load_sample
 from twins.critics.cell import c_rate_tag
 from twins.critics.chain import Chain, get_chain
 from twins.critics.morphology import morphology
@@ -59,7 +59,6 @@ CRACK_FADE_DENSITY_PER_MM2 = 150.0
 DELAMINATION_FADE = 2.0
 FADE_NOISE = 0.003
 FADE_POINTS = 20
-PROGRESS_STEPS = 20
 
 
 class RateTestParams(BaseModel):
@@ -105,7 +104,7 @@ class CycleLifeResult(BaseModel):
     run: int
 
 
-class SimCycler(Instrument):
+class SimCycler(LabInstrument):
     """Coin-cell cycler for lab samples; ``time_scale`` wall seconds per simulated second."""
 
     kind: ClassVar[str] = "cycler"
@@ -128,9 +127,7 @@ class SimCycler(Instrument):
     }
 
     def __init__(self, lab_dir: str | Path, seed: int = 0, time_scale: float = 1.0) -> None:
-        self.lab_dir = Path(lab_dir)
-        self.seed = seed
-        self.time_scale = time_scale
+        super().__init__(lab_dir, seed, time_scale)
         self._chains: dict[tuple[float, ...], Chain] = {}
 
     def _chain(self, c_rates: tuple[float, ...]) -> Chain:
@@ -142,9 +139,8 @@ class SimCycler(Instrument):
     def _rate_test(self, params: RateTestParams, ctx: ActionContext) -> RateTestResult:
         micro, meta = load_sample(self.lab_dir, params.sample_id)
         rates = tuple(sorted(set(params.c_rates)))
-        run = next_run(self.lab_dir, self.kind)
         duration_s = sum(3600 / CHARGE_C_RATE + 3600 / c + 2 * REST_S for c in rates)
-        _wait(ctx, duration_s * self.time_scale)
+        rng, run = self.start_run(ctx, duration_s)
         try:
             result = self._chain(rates).evaluate(micro)
         except CriticError as error:
@@ -158,7 +154,6 @@ class SimCycler(Instrument):
             )
         density = _defect(meta, "crack_density_per_mm2")
         delivered = math.exp(-density * CRACK_ISOLATED_AREA_MM2)
-        rng = np.random.default_rng([self.seed, run])
         factors = delivered * rng.normal(1.0, RATE_NOISE, len(params.c_rates))
         props = result.properties
         tags = [c_rate_tag(c) for c in params.c_rates]
@@ -184,9 +179,8 @@ class SimCycler(Instrument):
                 f"{params.sample_id} has {sorted(micro.phases.values())}",
                 ErrorCode.invalid_params,
             )
-        run = next_run(self.lab_dir, self.kind)
         duration_s = params.cycles * (2 * 3600 / params.c_rate + 2 * REST_S)
-        _wait(ctx, duration_s * self.time_scale)
+        rng, run = self.start_run(ctx, duration_s)
         cycles = np.unique(np.round(np.linspace(1, params.cycles, FADE_POINTS)).astype(int))
         wetted = morphology(micro)["ssa_pore_active_per_um"]
         fraction = capacity_fade(
@@ -196,7 +190,6 @@ class SimCycler(Instrument):
             _defect(meta, "crack_density_per_mm2"),
             _defect(meta, "delamination_fraction"),
         )
-        rng = np.random.default_rng([self.seed, run])
         measured = np.clip(fraction * rng.normal(1.0, FADE_NOISE, fraction.shape), 0.0, None)
         return CycleLifeResult(
             sample_id=params.sample_id,
@@ -232,10 +225,3 @@ def capacity_fade(
 
 def _defect(meta: dict[str, Any], name: str) -> float:
     return float(meta.get("defects", {}).get(name, 0.0))
-
-
-def _wait(ctx: ActionContext, wall_s: float) -> None:
-    """Sleep ``wall_s`` in PROGRESS_STEPS steps, reporting progress."""
-    for step in range(1, PROGRESS_STEPS + 1):
-        ctx.sleep(wall_s / PROGRESS_STEPS)
-        ctx.progress(step / PROGRESS_STEPS)

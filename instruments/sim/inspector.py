@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
 from instruments.base import Action, ActionContext
-from instruments.sim.lab import LabInstrument
+from instruments.sim.lab import LabInstrument, load_sample
 from twins.microstructure import Microstructure
 
 UM2_PER_CM2 = 1e8
@@ -75,7 +75,8 @@ class SimInspector(LabInstrument):
     }
 
     def _inspect(self, params: InspectParams, ctx: ActionContext) -> InspectResult:
-        micro, meta, rng, run = self.measure(params.sample_id, ctx, INSPECT_S, steps=10)
+        micro, meta = load_sample(self.lab_dir, params.sample_id)
+        rng, run = self.start_run(ctx, INSPECT_S, steps=10)
         scatter = rng.lognormal(0.0, COUNT_NOISE, size=2)
         cracks = float(meta["defects"]["crack_density_per_mm2"]) * scatter[0]
         delamination = float(meta["defects"]["delamination_fraction"])

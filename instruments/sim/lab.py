@@ -128,17 +128,15 @@ class LabInstrument(Instrument):
         self.seed = seed
         self.time_scale = time_scale
 
-    def measure(
-        self, sample_id: str, ctx: ActionContext, simulated_s: float, steps: int = 20
-    ) -> tuple[Microstructure, dict[str, Any], np.random.Generator, int]:
-        """Start one measurement of a sample: load it, count the run, seed its noise by
-        (seed, run), and spend ``simulated_s`` of simulated time reporting progress."""
-        micro, meta = load_sample(self.lab_dir, sample_id)
+    def start_run(
+        self, ctx: ActionContext, simulated_s: float, steps: int = 20
+    ) -> tuple[np.random.Generator, int]:
+        """Count one run of this instrument, take its ``simulated_s`` of simulated time, and
+        give its noise generator, seeded by (seed, run). Call it once the request is accepted:
+        a refusal must not count a run."""
         run = next_run(self.lab_dir, self.kind)
-        for step in range(1, steps + 1):
-            ctx.sleep(simulated_s * self.time_scale / steps)
-            ctx.progress(step / steps)
-        return micro, meta, np.random.default_rng([self.seed, run]), run
+        ctx.pass_time(simulated_s * self.time_scale, steps)
+        return np.random.default_rng([self.seed, run]), run
 
     def validate(self, action: str, params: dict[str, Any]) -> BaseModel:
         parsed = super().validate(action, params)

@@ -22,7 +22,6 @@ GAS_CONSTANT = 8.314  # J/(mol K)
 ACTIVATION_ENERGY = 40e3  # J/mol, water desorption from a porous carbon/binder electrode
 RATE_AT_REFERENCE = 1 / 3600  # 1/s at 120 degC: one-hour time constant
 REFERENCE_K = 393.15
-PROGRESS_STEPS = 20
 
 
 class DryParams(BaseModel):
@@ -86,9 +85,7 @@ class SimOven(Instrument):
         run = self._record_run()
         rng = np.random.default_rng([self.seed, run])
         initial = float(rng.normal(2000.0, 200.0))
-        for step in range(1, PROGRESS_STEPS + 1):
-            ctx.sleep(params.duration_s * self.time_scale / PROGRESS_STEPS)
-            ctx.progress(step / PROGRESS_STEPS)
+        ctx.pass_time(params.duration_s * self.time_scale)
         kelvin = params.temperature_c + 273.15
         rate = RATE_AT_REFERENCE * math.exp(
             -ACTIVATION_ENERGY / GAS_CONSTANT * (1 / kelvin - 1 / REFERENCE_K)

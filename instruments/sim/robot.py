@@ -86,7 +86,6 @@ MIXING_S = 600.0
 CALENDERING_S = 120.0
 WET_FILM_UM = 150.0
 """Wet coating thickness the drying front has to cross: drying takes WET_FILM_UM / rate."""
-PROGRESS_STEPS = 20
 
 
 def _param_field(p: Continuous) -> Any:
@@ -261,9 +260,7 @@ class SimRobot(LabInstrument):
         rng = np.random.default_rng([self.seed, run])
         real = self.true_recipe(recipe, rng)
         duration = MIXING_S + WET_FILM_UM / float(real["drying_rate_um_s"]) + CALENDERING_S
-        for step in range(1, PROGRESS_STEPS + 1):
-            ctx.sleep(duration * self.time_scale / PROGRESS_STEPS)
-            ctx.progress(step / PROGRESS_STEPS)
+        ctx.pass_time(duration * self.time_scale)
 
         voxel = float(real["voxel_size_um"])
         edge = max(self.box_voxels, math.ceil(3 * float(real["particle_radius_um"]) / voxel))

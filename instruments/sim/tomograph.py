@@ -26,9 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.ndimage import gaussian_filter, median_filter, uniform_filter, zoom
 from skimage.filters import threshold_multiotsu
 
-from instruments.base import Action, ActionContext, Instrument, Limit
+from instruments.base import Action, ActionContext, Limit
 from instruments.errors import ErrorCode, InvalidRequest, RefusedError
-from instruments.sim.lab import load_sample, next_run
+from instruments.sim.lab import LabInstrument, load_sample
 from twins.microstructure import Microstructure, Provenance
 
 ATTENUATION: dict[str, float] = {
@@ -62,7 +62,6 @@ GREY_RANGE = (-0.3, 1.3)
 PROJECTIONS = 1201
 READOUT_S = 0.1
 SETUP_S = 120.0
-PROGRESS_STEPS = 20
 DENOISE_SIZE = 3
 
 
@@ -92,7 +91,7 @@ class ScanResult(BaseModel):
     run: int
 
 
-class SimTomograph(Instrument):
+class SimTomograph(LabInstrument):
     """X-ray CT of lab samples; ``time_scale`` wall seconds per simulated second."""
 
     kind: ClassVar[str] = "tomograph"
@@ -107,11 +106,6 @@ class SimTomograph(Instrument):
             description="scan a sample and write its grey-value stack to lab_dir/scans",
         )
     }
-
-    def __init__(self, lab_dir: str | Path, seed: int = 0, time_scale: float = 1.0) -> None:
-        self.lab_dir = Path(lab_dir)
-        self.seed = seed
-        self.time_scale = time_scale
 
     def _scan(self, params: ScanParams, ctx: ActionContext) -> ScanResult:
         micro, _ = load_sample(self.lab_dir, params.sample_id)
@@ -128,12 +122,8 @@ class SimTomograph(Instrument):
                 f"known phases: {sorted(ATTENUATION)}",
                 ErrorCode.invalid_params,
             )
-        run = next_run(self.lab_dir, self.kind)
         duration_s = SETUP_S + PROJECTIONS * (params.exposure_s + READOUT_S)
-        for step in range(1, PROGRESS_STEPS + 1):
-            ctx.sleep(duration_s * self.time_scale / PROGRESS_STEPS)
-            ctx.progress(step / PROGRESS_STEPS)
-        rng = np.random.default_rng([self.seed, run])
+        rng, run = self.start_run(ctx, duration_s)
         grey = render(micro, params.voxel_size_um, params.exposure_s, rng, params.ring_artefacts)
         scan_id = f"T{run:05d}"
         path = self.lab_dir / "scans" / f"{scan_id}.tif"

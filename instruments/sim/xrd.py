@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from instruments.base import Action, ActionContext
-from instruments.sim.lab import LabInstrument
+from instruments.sim.lab import LabInstrument, load_sample
 
 DENSITY_G_CM3: dict[str, float] = {"active": 4.75, "cbd": 1.9}
 """NMC811 (crystallographic) and the carbon-black/PVDF domain, g/cm³."""
@@ -57,7 +57,8 @@ class SimXRD(LabInstrument):
     }
 
     def _measure(self, params: MeasureParams, ctx: ActionContext) -> MeasureResult:
-        micro, _, rng, run = self.measure(params.sample_id, ctx, SCAN_S, steps=20)
+        micro, _ = load_sample(self.lab_dir, params.sample_id)
+        rng, run = self.start_run(ctx, SCAN_S)
         active = weight_fractions(micro.phase_fractions())["active"]
         active = float(np.clip(active + rng.normal(0.0, WEIGHT_NOISE), 0.0, 1.0))
         return MeasureResult(
