@@ -252,24 +252,37 @@ class ParameterSpace(BaseModel):
             raise TwinError(f"expected a unit-cube point of shape ({self.dim},), got {u.shape}")
         return {p.name: p.from_unit(float(x)) for p, x in zip(self.parameters, u, strict=True)}
 
-    def sample(self, n: int, seed: int | None = None, max_draws: int = 1 << 18) -> list[Recipe]:
-        """``n`` scrambled-Sobol recipes that satisfy every constraint (rejection sampling)."""
+    def sample(
+        self,
+        n: int,
+        seed: int | np.random.Generator | None = None,
+        max_draws: int = 1 << 18,
+        method: Literal["sobol", "random"] = "sobol",
+    ) -> list[Recipe]:
+        """``n`` recipes that satisfy every constraint (rejection sampling), scrambled-Sobol or
+        uniformly random. The Sobol points are the first ``n`` feasible ones of the sequence, so
+        a longer sample starts with a shorter one of the same seed."""
         from scipy.stats import qmc  # ~1 s to import: kept out of `poreloop twin list`
 
         if n <= 0:
             return []
-        sobol = qmc.Sobol(d=self.dim, scramble=True, seed=seed)
+        rng = np.random.default_rng(seed)
+        sobol = qmc.Sobol(d=self.dim, scramble=True, seed=rng) if method == "sobol" else None
+
+        def draw(batch: int) -> np.ndarray:
+            return sobol.random(batch) if sobol else rng.random((batch, self.dim))
+
         kept: list[np.ndarray] = []
         found = drawn = 0
         while found < n:
             batch = 1 << max(4, math.ceil(math.log2(max(n - found, 1) * 2)))
             if drawn + batch > max_draws:
                 raise TwinError(
-                    f"found only {found} of {n} feasible recipes in {drawn} Sobol draws; "
+                    f"found only {found} of {n} feasible recipes in {drawn} draws; "
                     "the constraints leave almost no volume — loosen them or the bounds"
                 )
             drawn += batch
-            points = sobol.random(batch)
+            points = draw(batch)
             points = points[self._feasible(points)]
             kept.append(points)
             found += len(points)

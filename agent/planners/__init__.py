@@ -1,0 +1,109 @@
+"""Planners: ask for recipes, tell outcomes, resume from a saved state.
+
+    from agent.planners import make_planner
+    planner = make_planner("bayes", space, objectives={"energy_density_wh_l_1c": "max"}, seed=0)
+    recipes = planner.ask(4)
+    planner.tell(recipes, [{"energy_density_wh_l_1c": 412.0}, ...])
+    planner = make_planner(state=planner.state())  # a campaign resumes
+
+``sobol`` and ``random`` are the baselines, ``bayes`` is BoTorch Bayesian optimisation, ``rl``
+turns the rollouts of a stable-baselines3 policy trained in the digital space into proposals.
+Torch and friends are imported only when a planner that needs them is made.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.errors import PlannerError
+from agent.planners.base import (
+    Objective,
+    Observation,
+    OutcomeConstraint,
+    Planner,
+    read_observations,
+)
+from twins.errors import did_you_mean
+from twins.space import ParameterSpace
+
+PLANNERS: dict[str, str] = {
+    "sobol": "agent.planners.baselines:SobolPlanner",
+    "random": "agent.planners.baselines:RandomPlanner",
+    "bayes": "agent.planners.bayes:BayesPlanner",
+    "rl": "agent.planners.rl:RLPlanner",
+}
+
+
+def planner_class(name: str) -> type[Planner]:
+    if name not in PLANNERS:
+        raise PlannerError(f"unknown planner '{name}'{did_you_mean(name, PLANNERS)}")
+    module, attribute = PLANNERS[name].split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def make_planner(
+    name: str | None = None,
+    space: ParameterSpace | None = None,
+    objectives: Mapping[str, Any] | Sequence[Objective] | None = None,
+    constraints: Iterable[Any] = (),
+    *,
+    seed: int | None = None,
+    fidelities: Mapping[str, float] | None = None,
+    state: Mapping[str, Any] | None = None,
+    warm_start: str
+    | Path
+    | tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]
+    | None = None,
+    **options: Any,
+) -> Planner:
+    """A planner by name, or resumed from ``state`` (whose settings then fill what is not given).
+
+    ``warm_start`` tells earlier observations before the first ask: a CSV path (see
+    ``read_observations``) or a ``(recipes, outcomes)`` pair.
+    """
+    if state is not None:
+        if not isinstance(state, Mapping):
+            raise PlannerError(f"planner state must be a dict, got {type(state).__name__}")
+        name = name if name is not None else state.get("planner")
+        if space is None and "space" in state:
+            space = ParameterSpace.model_validate(state["space"])
+        objectives = objectives if objectives is not None else state.get("objectives")
+        constraints = constraints or state.get("constraints", ())
+        seed = seed if seed is not None else state.get("seed")
+        fidelities = fidelities if fidelities is not None else state.get("fidelities")
+        options = options or dict(state.get("options", {}))
+    if name is None or space is None or objectives is None:
+        raise PlannerError("make_planner needs a planner name, a ParameterSpace and objectives")
+    planner = planner_class(name)(
+        space,
+        objectives,
+        constraints,
+        seed=0 if seed is None else seed,
+        fidelities=fidelities,
+        **options,
+    )
+    if state is not None:
+        planner.load_state(state)
+    if warm_start is not None:
+        recipes, outcomes = (
+            read_observations(warm_start, planner.space)
+            if isinstance(warm_start, str | Path)
+            else warm_start
+        )
+        planner.tell(recipes, outcomes)
+    return planner
+
+
+__all__ = [
+    "PLANNERS",
+    "Objective",
+    "Observation",
+    "OutcomeConstraint",
+    "Planner",
+    "make_planner",
+    "planner_class",
+    "read_observations",
+]

@@ -1,0 +1,452 @@
+"""The planner contract: ask for recipes, tell what they gave, save and restore the state.
+
+A planner searches a ``ParameterSpace`` for recipes that maximise or minimise outcomes
+(objectives) while keeping others within bounds (outcome constraints). Outcomes come from the
+digital space (``fidelity="twin"``) or the lab (``"lab"``); a sample that could not be made or
+scored is told as ``failed`` with a reason, never dropped. Everything a planner knows is in
+``state()``, plain JSON, so a campaign that is killed resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.errors import PlannerError
+from twins.errors import TwinError, did_you_mean
+from twins.space import Categorical, ParameterSpace, Recipe
+
+STATE_FORMAT = "poreloop.planner/1"
+RESERVED_KEYS = ("fidelity", "failed", "reason")
+"""Keys of an outcome dict that describe the observation rather than a measured value."""
+
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_]\w*)\s*(<=|>=)\s*(\S+)\s*$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Objective(_Frozen):
+    """An outcome to maximise or minimise.
+
+    ``threshold`` is the worst value still worth having; with several objectives it is the
+    reference point of the hypervolume (inferred from the data where it is not given).
+    """
+
+    name: str
+    goal: Literal["max", "min"] = "max"
+    threshold: float | None = None
+
+    @property
+    def sign(self) -> float:
+        """+1 to maximise, -1 to minimise: ``sign * value`` is always to be maximised."""
+        return 1.0 if self.goal == "max" else -1.0
+
+
+class OutcomeConstraint(_Frozen):
+    """An outcome that must stay on one side of a bound, e.g. ``porosity >= 0.3``."""
+
+    name: str
+    op: Literal["<=", ">="]
+    bound: float
+
+    @classmethod
+    def parse(cls, text: str) -> OutcomeConstraint:
+        match = _CONSTRAINT.match(text)
+        try:
+            bound = float(match.group(3)) if match else math.nan
+        except ValueError:
+            bound = math.nan
+        if not match or not math.isfinite(bound):
+            raise PlannerError(
+                f"outcome constraint {text!r} is not of the form 'name <= number' or "
+                "'name >= number'"
+            )
+        return cls(name=match.group(1), op=match.group(2), bound=bound)
+
+    def slack(self, value: float) -> float:
+        """How far inside the bound the value is (negative: outside)."""
+        return self.bound - value if self.op == "<=" else value - self.bound
+
+    def describe(self) -> str:
+        return f"{self.name} {self.op} {self.bound:g}"
+
+
+class Observation(_Frozen):
+    """One told outcome: the recipe, what was measured, at which fidelity, and whether it failed."""
+
+    recipe: dict[str, float | int | str]
+    values: dict[str, float] = Field(default_factory=dict)
+    fidelity: str | None = None
+    failed: bool = False
+    reason: str = ""
+
+
+class Planner:
+    """Proposes recipes and learns from their outcomes; subclasses implement ``_propose``.
+
+    ``Options`` lists a planner's own settings; they are checked when it is built and saved in
+    its state. ``pending`` holds asked recipes whose outcomes have not been told yet.
+    """
+
+    name: ClassVar[str]
+
+    class Options(_Frozen):
+        pass
+
+    def __init__(
+        self,
+        space: ParameterSpace,
+        objectives: Mapping[str, Any] | Sequence[Objective],
+        constraints: Iterable[str | OutcomeConstraint | Mapping[str, Any]] = (),
+        *,
+        seed: int = 0,
+        fidelities: Mapping[str, float] | None = None,
+        **options: Any,
+    ) -> None:
+        if not isinstance(space, ParameterSpace):
+            raise PlannerError(f"a planner needs a ParameterSpace, got {type(space).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise PlannerError(f"seed must be an integer, got {seed!r}")
+        self.space = space
+        self.objectives = parse_objectives(objectives)
+        self.constraints = parse_constraints(constraints)
+        self.seed = seed
+        self.fidelities = parse_fidelities(fidelities)
+        self.options = self._parse_options(options)
+        self.observations: list[Observation] = []
+        self.pending: list[Recipe] = []
+        self.n_asked = 0
+
+    # --- the contract -------------------------------------------------------------------------
+
+    def ask(self, n: int = 1) -> list[Recipe]:
+        """``n`` new recipes to evaluate, each within the space's bounds and linear constraints.
+
+        They stay pending until told, and later proposals avoid them.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise PlannerError(f"ask(n) needs a whole number n >= 1, got {n!r}")
+        recipes = [self.space.validate(recipe) for recipe in self._propose(n)]
+        self.pending.extend(recipes)
+        self.n_asked += n
+        return [dict(recipe) for recipe in recipes]
+
+    def tell(
+        self, recipes: Sequence[Mapping[str, Any]], outcomes: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Record what recipes gave; all are checked before any is recorded.
+
+        An outcome is a dict of measured values, plus optionally ``fidelity`` (a name from
+        ``fidelities``; the most expensive one when left out), ``failed`` and ``reason``.
+        """
+        if len(recipes) != len(outcomes):
+            raise PlannerError(
+                f"tell needs one outcome per recipe, got {len(recipes)} recipes and "
+                f"{len(outcomes)} outcomes"
+            )
+        observations = [
+            self._observation(i, recipe, outcome)
+            for i, (recipe, outcome) in enumerate(zip(recipes, outcomes, strict=True))
+        ]
+        self.observations.extend(observations)
+        for observation in observations:
+            if observation.recipe in self.pending:
+                self.pending.remove(observation.recipe)
+
+    def state(self) -> dict[str, Any]:
+        """Everything the planner knows, as JSON-ready data; ``make_planner(state=...)`` resumes."""
+        return {
+            "format": STATE_FORMAT,
+            **self._config(),
+            "observations": [o.model_dump(mode="json") for o in self.observations],
+            "pending": [dict(recipe) for recipe in self.pending],
+            "n_asked": self.n_asked,
+            **self._extra_state(),
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Take over a saved state; it must come from a planner configured like this one."""
+        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+            got = state.get("format") if isinstance(state, Mapping) else type(state).__name__
+            raise PlannerError(f"planner state must have format '{STATE_FORMAT}', got {got!r}")
+        for key, value in self._config().items():
+            if state.get(key) != value:
+                raise PlannerError(
+                    f"the saved state's {key} differs from this planner's: saved "
+                    f"{_short(state.get(key))}, given {_short(value)}"
+                )
+        try:
+            observations = [Observation.model_validate(o) for o in state["observations"]]
+            pending = [self.space.validate(dict(recipe)) for recipe in state["pending"]]
+            n_asked = int(state["n_asked"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PlannerError(f"planner state is damaged: {' '.join(str(exc).split())}") from None
+        self.observations, self.pending, self.n_asked = observations, pending, n_asked
+        self._load_extra_state(state)
+
+    # --- what the observations say ------------------------------------------------------------
+
+    @property
+    def target_fidelity(self) -> str | None:
+        """The fidelity the objectives are judged at: the most expensive one (None: just one)."""
+        return max(self.fidelities, key=self.fidelities.__getitem__) if self.fidelities else None
+
+    @property
+    def outcome_names(self) -> list[str]:
+        """Every outcome a planner models: the objectives, then the constrained outcomes."""
+        names = [o.name for o in self.objectives]
+        return names + [c.name for c in self.constraints if c.name not in names]
+
+    def is_feasible(self, observation: Observation) -> bool:
+        """Not failed and inside every outcome constraint."""
+        return not observation.failed and all(
+            c.slack(observation.values[c.name]) >= 0 for c in self.constraints
+        )
+
+    def best(self) -> list[Observation]:
+        """The best feasible observations at the target fidelity: one for a single objective,
+        the Pareto set for several (empty before any feasible one)."""
+        feasible = [
+            o
+            for o in self.observations
+            if self.is_feasible(o) and o.fidelity in (None, self.target_fidelity)
+        ]
+        if not feasible:
+            return []
+        utility = np.array(
+            [[ob.sign * o.values[ob.name] for ob in self.objectives] for o in feasible]
+        )
+        dominated = [
+            bool(np.any(np.all(utility >= u, axis=1) & np.any(utility > u, axis=1)))
+            for u in utility
+        ]
+        front = [o for o, d in zip(feasible, dominated, strict=True) if not d]
+        if len(self.objectives) == 1:
+            return [
+                max(
+                    front, key=lambda o: self.objectives[0].sign * o.values[self.objectives[0].name]
+                )
+            ]
+        return front
+
+    # --- for subclasses -----------------------------------------------------------------------
+
+    def _propose(self, n: int) -> list[Recipe]:
+        raise NotImplementedError
+
+    def _space_filling(self, n: int) -> list[Recipe]:
+        """The next ``n`` feasible points of the planner's scrambled Sobol sequence."""
+        return self.space.sample(self.n_asked + n, seed=self.seed)[self.n_asked :]
+
+    def _rng(self) -> np.random.Generator:
+        """A generator for the next proposal: the same seed and history give the same draws."""
+        return np.random.default_rng([self.seed, self.n_asked])
+
+    def _extra_state(self) -> dict[str, Any]:
+        """What a subclass keeps beyond the observations (e.g. a trained policy)."""
+        return {}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        """Take over what ``_extra_state`` saved."""
+
+    # --- checking -----------------------------------------------------------------------------
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "planner": self.name,
+            "space": self.space.model_dump(mode="json"),
+            "objectives": [o.model_dump(mode="json") for o in self.objectives],
+            "constraints": [c.model_dump(mode="json") for c in self.constraints],
+            "fidelities": self.fidelities,
+            "seed": self.seed,
+            "options": self.options.model_dump(mode="json"),
+        }
+
+    def _parse_options(self, options: Mapping[str, Any]) -> BaseModel:
+        known = list(self.Options.model_fields)
+        for key in options:
+            if key not in known:
+                hint = did_you_mean(key, known) if known else "; it takes none"
+                raise PlannerError(f"planner '{self.name}' has no option '{key}'{hint}")
+        try:
+            return self.Options(**options)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            raise PlannerError(f"planner '{self.name}' option '{where}': {error['msg']}") from None
+
+    def _observation(self, i: int, recipe: Mapping[str, Any], outcome: Any) -> Observation:
+        try:
+            checked = self.space.validate(dict(recipe) if isinstance(recipe, Mapping) else recipe)
+        except TwinError as exc:
+            raise PlannerError(f"recipe {i}: {exc}") from None
+        if isinstance(outcome, Observation):
+            outcome = {
+                **outcome.values,
+                "fidelity": outcome.fidelity,
+                "failed": outcome.failed,
+                "reason": outcome.reason,
+            }
+        if not isinstance(outcome, Mapping):
+            raise PlannerError(f"outcome {i} must be a dict of values, got {outcome!r}")
+        failed = outcome.get("failed", False)
+        if not isinstance(failed, bool | np.bool_):
+            raise PlannerError(f"outcome {i}: 'failed' must be true or false, got {failed!r}")
+        fidelity = outcome.get("fidelity")
+        if fidelity is not None and fidelity not in self.fidelities:
+            known = (
+                did_you_mean(str(fidelity), self.fidelities)
+                if self.fidelities
+                else ("; this planner has no fidelities: give fidelities={'twin': 1, 'lab': 50}")
+            )
+            raise PlannerError(f"outcome {i}: unknown fidelity {fidelity!r}{known}")
+        values: dict[str, float] = {}
+        for key, value in outcome.items():
+            if key in RESERVED_KEYS or (failed and value is None):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+                raise PlannerError(f"outcome {i}: '{key}' must be a number, got {value!r}")
+            values[key] = float(value)
+        if not failed:
+            for name in self.outcome_names:
+                value = values.get(name)
+                if value is None or not math.isfinite(value):
+                    got = "no value" if value is None else value
+                    raise PlannerError(
+                        f"outcome {i} has {got} for '{name}'; a sample that could not be scored "
+                        "is told as {'failed': True, 'reason': ...}"
+                    )
+        return Observation(
+            recipe=checked,
+            values={k: v for k, v in values.items() if math.isfinite(v)} if failed else values,
+            fidelity=fidelity if fidelity is not None else self.target_fidelity,
+            failed=bool(failed),
+            reason=str(outcome.get("reason", "")),
+        )
+
+
+def parse_objectives(objectives: Mapping[str, Any] | Sequence[Objective]) -> tuple[Objective, ...]:
+    """``{'energy_density_wh_l_1c': 'max'}`` or ``{'x': {'goal': 'min', 'threshold': 2}}``."""
+    if isinstance(objectives, Mapping):
+        items = [
+            {"name": name, **(spec if isinstance(spec, Mapping) else {"goal": spec})}
+            for name, spec in objectives.items()
+        ]
+    else:
+        items = list(objectives)
+    try:
+        parsed = tuple(o if isinstance(o, Objective) else Objective(**o) for o in items)
+    except (ValidationError, TypeError) as exc:
+        raise PlannerError(
+            f"objectives must map outcome names to 'max' or 'min' (or to {{'goal': 'max', "
+            f"'threshold': number}}), got {objectives!r}: {_first_error(exc)}"
+        ) from None
+    if not parsed:
+        raise PlannerError(
+            "a planner needs at least one objective, e.g. {'energy_density_wh_l_1c': 'max'}"
+        )
+    names = [o.name for o in parsed]
+    if len(set(names)) != len(names):
+        raise PlannerError(f"objective names must be unique, got {names}")
+    return parsed
+
+
+def parse_constraints(
+    constraints: Iterable[str | OutcomeConstraint | Mapping[str, Any]],
+) -> tuple[OutcomeConstraint, ...]:
+    """``['porosity >= 0.3', {'name': 'tau_pore_z', 'op': '<=', 'bound': 4}]``."""
+    if isinstance(constraints, str | Mapping):
+        constraints = [constraints]
+    parsed = []
+    for c in constraints:
+        if isinstance(c, OutcomeConstraint):
+            parsed.append(c)
+        elif isinstance(c, str):
+            parsed.append(OutcomeConstraint.parse(c))
+        else:
+            try:
+                parsed.append(OutcomeConstraint(**c))
+            except (ValidationError, TypeError) as exc:
+                raise PlannerError(f"outcome constraint {c!r}: {_first_error(exc)}") from None
+    return tuple(parsed)
+
+
+def parse_fidelities(fidelities: Mapping[str, float] | None) -> dict[str, float]:
+    """``{'twin': 1.0, 'lab': 50.0}``: each fidelity's cost; the most expensive is the target."""
+    if not fidelities:
+        return {}
+    if not isinstance(fidelities, Mapping) or len(fidelities) < 2:
+        raise PlannerError(
+            f"fidelities must map at least two names to their costs, e.g. {{'twin': 1, 'lab': 50}}, "
+            f"got {fidelities!r}"
+        )
+    for name, cost in fidelities.items():
+        if isinstance(cost, bool) or not isinstance(cost, int | float) or not cost > 0:
+            raise PlannerError(f"fidelity '{name}' needs a positive cost, got {cost!r}")
+    return {str(name): float(cost) for name, cost in fidelities.items()}
+
+
+def read_observations(
+    path: str | Path, space: ParameterSpace
+) -> tuple[list[Recipe], list[dict[str, Any]]]:
+    """Recipes and outcomes from a CSV with one column per parameter and per measured value,
+    and optional ``fidelity``, ``failed`` and ``reason`` columns; an empty cell is no value."""
+    path = Path(path)
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise PlannerError(f"{path}: no observations (a header and at least one row expected)")
+    missing = [name for name in space.names if name not in rows[0]]
+    if missing:
+        raise PlannerError(f"{path}: no column for parameter(s) {', '.join(missing)}")
+    recipes, outcomes = [], []
+    for line, row in enumerate(rows, start=2):
+        try:
+            recipes.append({p.name: _cell(row[p.name], p) for p in space.parameters})
+            outcome: dict[str, Any] = {
+                key: float(value)
+                for key, value in row.items()
+                if key not in space.names and key not in RESERVED_KEYS and value not in ("", None)
+            }
+        except ValueError as exc:
+            raise PlannerError(f"{path}:{line}: {exc}") from None
+        if row.get("fidelity"):
+            outcome["fidelity"] = row["fidelity"]
+        if row.get("failed"):
+            outcome["failed"] = row["failed"].strip().lower() in ("1", "true", "yes")
+        if row.get("reason"):
+            outcome["reason"] = row["reason"]
+        outcomes.append(outcome)
+    return recipes, outcomes
+
+
+def _cell(text: str, parameter: Any) -> float | str:
+    if isinstance(parameter, Categorical):
+        return text
+    if text in ("", None):
+        raise ValueError(f"no value for parameter '{parameter.name}'")
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"parameter '{parameter.name}' expects a number, got {text!r}") from None
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+    return str(exc)
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,413 @@
+"""Bayesian optimisation with BoTorch.
+
+One Gaussian process per modelled outcome (objectives and constrained outcomes), fitted by
+botorch on inputs in the unit cube and standardised outputs; qLogNEI for one objective,
+qLogNEHVI for several. What the GPs cannot see is modelled too:
+
+- failures: once a sample fails, a GP of success (1) / failure (0) joins the model and the
+  acquisition counts a candidate only where success is likely; failed samples are never dropped;
+- fidelity: with ``fidelities={'twin': 1, 'lab': 50}`` the fidelity is a categorical input, so
+  one GP learns the shared trend, a fidelity-specific deviation and an offset from cheap twin
+  scores and expensive lab results together; proposals maximise the acquisition at the target
+  (most expensive) fidelity, and ``choose_fidelity`` says which fidelity is worth its cost;
+- integers and categories: optimised as what they are (botorch's mixed alternating optimiser),
+  categories through a categorical kernel;
+- pending samples: recipes asked but not yet told are fantasised, so a batch or a lab queue
+  never gets the same recipe twice.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from agent.errors import PlannerError
+from agent.planners.base import Observation, Planner, _Frozen
+from twins.space import Categorical, Integer, ParameterSpace, Recipe
+
+if TYPE_CHECKING:
+    import torch
+    from botorch.models import ModelListGP
+
+_MARGIN = 1e-7
+"""Linear constraints are tightened by this much in the unit cube, so that a proposal that sits
+on a constraint still passes the space's check after decoding."""
+
+
+class Encoding:
+    """Recipes ↔ model inputs.
+
+    Numeric parameters map to [0, 1] (integers onto their grid), categories to their index, and
+    with several fidelities a last column holds the fidelity's index.
+    """
+
+    def __init__(self, space: ParameterSpace, fidelities: Sequence[str] = ()) -> None:
+        self.space = space
+        self.fidelities = list(fidelities)
+        self.fidelity_dim = space.dim if self.fidelities else None
+
+    @property
+    def dim(self) -> int:
+        return self.space.dim + (1 if self.fidelities else 0)
+
+    def encode(self, recipes: Sequence[Recipe], fidelity: Sequence[str | None] | str | None = None):
+        import torch
+
+        columns = []
+        for p in self.space.parameters:
+            values = [recipe[p.name] for recipe in recipes]
+            if isinstance(p, Categorical):
+                columns.append([float(p.choices.index(str(v))) for v in values])
+            else:
+                columns.append([(float(v) - p.low) / (p.high - p.low) for v in values])
+        if self.fidelities:
+            if fidelity is None or isinstance(fidelity, str):
+                fidelity = [fidelity] * len(recipes)
+            target = self.fidelities[-1]
+            columns.append([float(self.fidelities.index(f or target)) for f in fidelity])
+        return torch.tensor(np.array(columns, dtype=float).T.reshape(len(recipes), self.dim))
+
+    def decode(self, X: torch.Tensor) -> list[Recipe]:
+        recipes = []
+        for row in X.detach().cpu().numpy():
+            recipe: Recipe = {}
+            for p, z in zip(self.space.parameters, row, strict=False):
+                if isinstance(p, Categorical):
+                    recipe[p.name] = p.choices[int(np.clip(round(z), 0, len(p.choices) - 1))]
+                elif isinstance(p, Integer):
+                    recipe[p.name] = int(
+                        np.clip(round(p.low + z * (p.high - p.low)), p.low, p.high)
+                    )
+                else:
+                    recipe[p.name] = float(np.clip(p.low + z * (p.high - p.low), p.low, p.high))
+            recipes.append(recipe)
+        return recipes
+
+    def bounds(self):
+        import torch
+
+        upper = [
+            len(p.choices) - 1.0 if isinstance(p, Categorical) else 1.0
+            for p in self.space.parameters
+        ]
+        if self.fidelities:
+            upper.append(len(self.fidelities) - 1.0)
+        return torch.tensor([[0.0] * self.dim, upper], dtype=torch.double)
+
+    def categorical_dims(self, with_fidelity: bool = True) -> dict[int, list[float]]:
+        dims = {
+            i: [float(k) for k in range(len(p.choices))]
+            for i, p in enumerate(self.space.parameters)
+            if isinstance(p, Categorical)
+        }
+        if with_fidelity and self.fidelities:
+            dims[self.space.dim] = [float(k) for k in range(len(self.fidelities))]
+        return dims
+
+    def integer_dims(self) -> dict[int, list[float]]:
+        return {
+            i: [(v - p.low) / (p.high - p.low) for v in range(p.low, p.high + 1)]
+            for i, p in enumerate(self.space.parameters)
+            if isinstance(p, Integer)
+        }
+
+    def inequality_constraints(self) -> list[tuple[Any, Any, float]]:
+        """The space's ``sum c x <= b`` in botorch's form ``sum a z >= r`` over the encoding."""
+        import torch
+
+        constraints = []
+        for c in self.space.constraints:
+            indices, coefficients, rhs = [], [], c.bound
+            for name, coefficient in c.coefficients.items():
+                p = self.space[name]
+                indices.append(self.space.names.index(name))
+                coefficients.append(-coefficient * (p.high - p.low))
+                rhs -= coefficient * p.low
+            constraints.append(
+                (
+                    torch.tensor(indices, dtype=torch.long),
+                    torch.tensor(coefficients, dtype=torch.double),
+                    -rhs + _MARGIN * (1.0 + abs(rhs)),
+                )
+            )
+        return constraints
+
+
+@dataclass
+class Surrogate:
+    """GPs of a planner's outcomes, in ``outcome_names`` order, then (once a sample failed) one
+    of success; ``model`` is the botorch ModelListGP behind them."""
+
+    model: ModelListGP
+    encoding: Encoding
+    outcome_names: list[str]
+    models_failures: bool
+
+    @classmethod
+    def fit(cls, planner: Planner) -> Surrogate:
+        """Fit to everything the planner was told; needs two observations of every outcome."""
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import ModelListGP
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        encoding = Encoding(planner.space, list(planner.fidelities))
+        observations = planner.observations
+        models = []
+        for name in planner.outcome_names:
+            seen = [o for o in observations if name in o.values]
+            if len(seen) < 2:
+                raise PlannerError(f"outcome '{name}' needs two observations before it is modelled")
+            models.append(_gp(encoding, seen, [o.values[name] for o in seen]))
+        models_failures = any(o.failed for o in observations)
+        if models_failures:
+            models.append(
+                _gp(encoding, observations, [0.0 if o.failed else 1.0 for o in observations])
+            )
+        for model in models:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        return cls(ModelListGP(*models), encoding, list(planner.outcome_names), models_failures)
+
+    def predict(self, recipes: Sequence[Recipe]) -> dict[str, np.ndarray]:
+        """Posterior means of every outcome at the target fidelity (and ``success``, the modelled
+        chance of not failing, where failures were seen)."""
+        import torch
+
+        X = self.encoding.encode(recipes)
+        with torch.no_grad():
+            mean = self.model.posterior(X).mean.numpy()
+        names = self.outcome_names + (["success"] if self.models_failures else [])
+        return {name: mean[:, i] for i, name in enumerate(names)}
+
+
+def _gp(encoding: Encoding, observations: Sequence[Observation], y: Sequence[float]):
+    """A GP with standardised outputs; a categorical kernel where there are categories."""
+    import torch
+    from botorch.models import MixedSingleTaskGP, SingleTaskGP
+    from botorch.models.transforms.outcome import Standardize
+
+    X = encoding.encode([o.recipe for o in observations], [o.fidelity for o in observations])
+    Y = torch.tensor(y, dtype=torch.double).unsqueeze(-1)
+    categorical = list(encoding.categorical_dims())
+    if categorical:
+        return MixedSingleTaskGP(X, Y, cat_dims=categorical, outcome_transform=Standardize(m=1))
+    return SingleTaskGP(X, Y, outcome_transform=Standardize(m=1))
+
+
+class BayesPlanner(Planner):
+    """BoTorch Bayesian optimisation: space-filling first, then qLogNEI / qLogNEHVI."""
+
+    name: ClassVar[str] = "bayes"
+
+    class Options(_Frozen):
+        n_initial: int | None = Field(default=None, ge=1)
+        """Space-filling (Sobol) proposals until this many samples succeeded; default
+        max(5, (dim + 1) // 2)."""
+        num_restarts: int = Field(default=10, ge=1)
+        raw_samples: int = Field(default=512, ge=1)
+        mc_samples: int = Field(default=128, ge=8)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._surrogate: tuple[int, Surrogate] | None = None
+
+    @property
+    def n_initial(self) -> int:
+        return self.options.n_initial or max(5, (self.space.dim + 1) // 2)
+
+    def surrogate(self) -> Surrogate:
+        """The GPs fitted to the current observations (refitted only when they changed)."""
+        import torch
+
+        if self._surrogate is None or self._surrogate[0] != len(self.observations):
+            torch.manual_seed(self._torch_seed())
+            self._surrogate = (len(self.observations), Surrogate.fit(self))
+        return self._surrogate[1]
+
+    def _propose(self, n: int) -> list[Recipe]:
+        succeeded = sum(not o.failed for o in self.observations)
+        if succeeded < self.n_initial:
+            return self._space_filling(n)
+        try:
+            return self._optimise(n)
+        except Exception as exc:  # a numerical failure of the model must not stop a campaign
+            from botorch.exceptions.errors import ModelFittingError
+            from linear_operator.utils.errors import NotPSDError
+
+            if not isinstance(exc, ModelFittingError | NotPSDError):
+                raise
+            warnings.warn(
+                f"bayes: the model could not be fitted ({exc}); proposing space-filling points",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return self._space_filling(n)
+
+    def _optimise(self, n: int) -> list[Recipe]:
+        import torch
+        from botorch.optim import optimize_acqf
+        from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
+
+        surrogate = self.surrogate()
+        encoding = surrogate.encoding
+        torch.manual_seed(self._torch_seed())
+        acquisition = self._acquisition(surrogate)
+        fixed = {encoding.fidelity_dim: len(self.fidelities) - 1.0} if self.fidelities else None
+        settings = dict(
+            bounds=encoding.bounds(),
+            q=n,
+            num_restarts=self.options.num_restarts,
+            raw_samples=self.options.raw_samples,
+            fixed_features=fixed,
+            inequality_constraints=encoding.inequality_constraints() or None,
+        )
+        integers, categories = encoding.integer_dims(), encoding.categorical_dims(False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            if integers or categories:
+                X, _ = optimize_acqf_mixed_alternating(
+                    acquisition, discrete_dims=integers, cat_dims=categories, **settings
+                )
+            else:
+                X, _ = optimize_acqf(acquisition, sequential=n > 1, **settings)
+        return self._distinct([self._feasible(recipe) for recipe in encoding.decode(X)])
+
+    def _acquisition(self, surrogate: Surrogate):
+        import torch
+        from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+        from botorch.acquisition.multi_objective.logei import (
+            qLogNoisyExpectedHypervolumeImprovement,
+        )
+        from botorch.acquisition.multi_objective.objective import WeightedMCMultiOutputObjective
+        from botorch.acquisition.objective import GenericMCObjective
+        from botorch.sampling import SobolQMCNormalSampler
+
+        encoding, names = surrogate.encoding, surrogate.outcome_names
+        target = self.target_fidelity
+        X_baseline = encoding.encode([o.recipe for o in self.observations], target)
+        X_pending = encoding.encode(self.pending, target) if self.pending else None
+        sampler = SobolQMCNormalSampler(
+            torch.Size([self.options.mc_samples]), seed=self._torch_seed()
+        )
+        constraints = [
+            _constraint_callable(names.index(c.name), c.op, c.bound) for c in self.constraints
+        ]
+        if surrogate.models_failures:  # the success GP is the last output; count P(success) ≥ ½
+            constraints.append(_constraint_callable(len(names), ">=", 0.5))
+        common = dict(
+            model=surrogate.model,
+            X_baseline=X_baseline,
+            sampler=sampler,
+            X_pending=X_pending,
+            constraints=constraints or None,
+            prune_baseline=True,
+        )
+        if len(self.objectives) == 1:
+            index, sign = names.index(self.objectives[0].name), self.objectives[0].sign
+            objective = GenericMCObjective(lambda Z, X=None: sign * Z[..., index])
+            return qLogNoisyExpectedImprovement(objective=objective, **common)
+        objective = WeightedMCMultiOutputObjective(
+            weights=torch.tensor([o.sign for o in self.objectives], dtype=torch.double),
+            outcomes=[names.index(o.name) for o in self.objectives],
+        )
+        return qLogNoisyExpectedHypervolumeImprovement(
+            ref_point=self.reference_point(), objective=objective, **common
+        )
+
+    def reference_point(self) -> list[float]:
+        """The hypervolume's reference point in maximisation form (``sign * value``): the
+        objectives' thresholds where given, else botorch's inference from the observed front."""
+        import torch
+        from botorch.utils.multi_objective.hypervolume import infer_reference_point
+        from botorch.utils.multi_objective.pareto import is_non_dominated
+
+        observed = [
+            o for o in self.observations if all(ob.name in o.values for ob in self.objectives)
+        ]
+        feasible = [o for o in observed if self.is_feasible(o)] or observed
+        Y = torch.tensor(
+            [[ob.sign * o.values[ob.name] for ob in self.objectives] for o in feasible],
+            dtype=torch.double,
+        )
+        inferred = infer_reference_point(Y[is_non_dominated(Y)]).tolist()
+        return [
+            ob.sign * ob.threshold if ob.threshold is not None else value
+            for ob, value in zip(self.objectives, inferred, strict=True)
+        ]
+
+    def choose_fidelity(self, recipes: Sequence[Recipe]) -> list[str]:
+        """For each recipe, the fidelity whose measurement shrinks the objectives' uncertainty at
+        the target fidelity most per unit cost.
+
+        A twin score of a recipe tells about its lab result only as much as the learned
+        twin–lab correlation allows, so the twin wins while it is informative and cheap, and
+        the lab wins once the twin is known well there (variance reduction per cost, as in
+        cost-aware multi-fidelity BO).
+        """
+        import torch
+
+        if not self.fidelities:
+            raise PlannerError("choose_fidelity needs fidelities, e.g. {'twin': 1, 'lab': 50}")
+        recipes = [self.space.validate(dict(r)) for r in recipes]
+        if sum(not o.failed for o in self.observations) < self.n_initial:
+            return [self.target_fidelity] * len(recipes)
+        surrogate = self.surrogate()
+        objectives = [surrogate.outcome_names.index(o.name) for o in self.objectives]
+        names = list(self.fidelities)
+        choices = []
+        for recipe in recipes:
+            X = surrogate.encoding.encode([recipe] * len(names), names)
+            score = np.zeros(len(names))
+            with torch.no_grad():
+                for i in objectives:
+                    model = surrogate.model.models[i]
+                    latent = model.posterior(X).distribution.covariance_matrix
+                    noisy = model.posterior(X, observation_noise=True).variance.squeeze(-1)
+                    target = latent[-1, -1].clamp_min(1e-12)
+                    score += (latent[:, -1] ** 2 / noisy / target).numpy()
+            score /= np.array([self.fidelities[f] for f in names])
+            choices.append(names[int(np.argmax(score))])
+        return choices
+
+    def _distinct(self, recipes: list[Recipe]) -> list[Recipe]:
+        """The proposals, each repeat of a pending recipe (or of an earlier one in the batch)
+        replaced by a space-filling point: a recipe already in the lab is not proposed again."""
+        spare = iter(self._space_filling(len(recipes)))
+        taken = list(self.pending)
+        for i, recipe in enumerate(recipes):
+            if recipe in taken:
+                recipes[i] = next(spare)
+            taken.append(recipes[i])
+        return recipes
+
+    def _feasible(self, recipe: Recipe) -> Recipe:
+        """The recipe, pulled toward a feasible anchor where rounding an integer broke a linear
+        constraint."""
+        if self.space.is_feasible(recipe):
+            return recipe
+        anchor = self.space.sample(1, seed=self._rng())[0]
+        names = [p.name for p in self.space.parameters if not isinstance(p, Categorical)]
+        for t in 0.5 ** np.arange(1, 30):
+            moved = dict(recipe)
+            for name in names:
+                value = anchor[name] + t * (recipe[name] - anchor[name])
+                moved[name] = round(value) if isinstance(self.space[name], Integer) else value
+            if self.space.is_feasible(moved):
+                return moved
+        return anchor
+
+    def _torch_seed(self) -> int:
+        return int(self._rng().integers(2**31))
+
+
+def _constraint_callable(index: int, op: str, bound: float):
+    """botorch's outcome constraint form: a callable of samples that is ≤ 0 where satisfied."""
+    if op == "<=":
+        return lambda Z: Z[..., index] - bound
+    return lambda Z: bound - Z[..., index]
