@@ -24,6 +24,7 @@ from agent.planners.base import (
     Observation,
     OutcomeConstraint,
     Planner,
+    check_state,
     read_observations,
 )
 from twins.errors import did_you_mean
@@ -65,8 +66,7 @@ def make_planner(
     ``read_observations``) or a ``(recipes, outcomes)`` pair.
     """
     if state is not None:
-        if not isinstance(state, Mapping):
-            raise PlannerError(f"planner state must be a dict, got {type(state).__name__}")
+        check_state(state)
         name = name if name is not None else state.get("planner")
         if space is None and "space" in state:
             space = ParameterSpace.model_validate(state["space"])

@@ -175,9 +175,7 @@ class Planner:
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Take over a saved state; it must come from a planner configured like this one."""
-        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
-            got = state.get("format") if isinstance(state, Mapping) else type(state).__name__
-            raise PlannerError(f"planner state must have format '{STATE_FORMAT}', got {got!r}")
+        check_state(state)
         for key, value in self._config().items():
             if state.get(key) != value:
                 raise PlannerError(
@@ -242,6 +240,11 @@ class Planner:
 
     def _propose(self, n: int) -> list[Recipe]:
         raise NotImplementedError
+
+    @property
+    def n_initial(self) -> int:
+        """Space-filling proposals until this many samples succeeded: a model needs them."""
+        return getattr(self.options, "n_initial", None) or max(5, (self.space.dim + 1) // 2)
 
     def _space_filling(self, n: int) -> list[Recipe]:
         """The next ``n`` feasible points of the planner's scrambled Sobol sequence."""
@@ -332,6 +335,13 @@ class Planner:
             failed=bool(failed),
             reason=str(outcome.get("reason", "")),
         )
+
+
+def check_state(state: Any) -> None:
+    """A saved planner state is a dict of this format, or a PlannerError."""
+    if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+        got = state.get("format") if isinstance(state, Mapping) else type(state).__name__
+        raise PlannerError(f"planner state must have format '{STATE_FORMAT}', got {got!r}")
 
 
 def parse_objectives(objectives: Mapping[str, Any] | Sequence[Objective]) -> tuple[Objective, ...]:

@@ -5,7 +5,9 @@ botorch on inputs in the unit cube and standardised outputs; qLogNEI for one obj
 qLogNEHVI for several. What the GPs cannot see is modelled too:
 
 - failures: once a sample fails, a GP of success (1) / failure (0) joins the model and the
-  acquisition counts a candidate only where success is likely; failed samples are never dropped;
+  acquisition counts a candidate only where success is likely, and the objectives' GPs see a
+  failure as the worst success so far, so they do not extrapolate optimism into a region that
+  breaks samples; failed samples are never dropped;
 - fidelity: with ``fidelities={'twin': 1, 'lab': 50}`` the fidelity is a categorical input, so
   one GP learns the shared trend, a fidelity-specific deviation and an offset from cheap twin
   scores and expensive lab results together; proposals maximise the acquisition at the target
@@ -19,7 +21,7 @@ qLogNEHVI for several. What the GPs cannot see is modelled too:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,6 +30,7 @@ from pydantic import Field
 
 from agent.errors import PlannerError
 from agent.planners.base import Observation, Planner, _Frozen
+from twins.errors import TwinError
 from twins.space import Categorical, Integer, ParameterSpace, Recipe
 
 if TYPE_CHECKING:
@@ -162,7 +165,13 @@ class Surrogate:
             seen = [o for o in observations if name in o.values]
             if len(seen) < 2:
                 raise PlannerError(f"outcome '{name}' needs two observations before it is modelled")
-            models.append(_gp(encoding, seen, [o.values[name] for o in seen]))
+            values = [o.values[name] for o in seen]
+            sign = next((ob.sign for ob in planner.objectives if ob.name == name), None)
+            unseen = [o for o in observations if o.failed and name not in o.values]
+            if sign is not None and unseen:  # a failure is as bad as the worst success
+                worst = min(sign * v for v in values) * sign
+                seen, values = seen + unseen, values + [worst] * len(unseen)
+            models.append(_gp(encoding, seen, values))
         models_failures = any(o.failed for o in observations)
         if models_failures:
             models.append(
@@ -217,10 +226,6 @@ class BayesPlanner(Planner):
         super().__init__(*args, **kwargs)
         self._surrogate: tuple[int, Surrogate] | None = None
 
-    @property
-    def n_initial(self) -> int:
-        return self.options.n_initial or max(5, (self.space.dim + 1) // 2)
-
     def surrogate(self) -> Surrogate:
         """The GPs fitted to the current observations (refitted only when they changed)."""
         import torch
@@ -231,23 +236,7 @@ class BayesPlanner(Planner):
         return self._surrogate[1]
 
     def _propose(self, n: int) -> list[Recipe]:
-        succeeded = sum(not o.failed for o in self.observations)
-        if succeeded < self.n_initial:
-            return self._space_filling(n)
-        try:
-            return self._optimise(n)
-        except Exception as exc:  # a numerical failure of the model must not stop a campaign
-            from botorch.exceptions.errors import ModelFittingError
-            from linear_operator.utils.errors import NotPSDError
-
-            if not isinstance(exc, ModelFittingError | NotPSDError):
-                raise
-            warnings.warn(
-                f"bayes: the model could not be fitted ({exc}); proposing space-filling points",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return self._space_filling(n)
+        return model_or_space_filling(self, n, self._optimise)
 
     def _optimise(self, n: int) -> list[Recipe]:
         import torch
@@ -275,7 +264,12 @@ class BayesPlanner(Planner):
                     acquisition, discrete_dims=integers, cat_dims=categories, **settings
                 )
             else:
-                X, _ = optimize_acqf(acquisition, sequential=n > 1, **settings)
+                X, _ = optimize_acqf(
+                    acquisition,
+                    sequential=n > 1,
+                    ic_generator=self._initial_conditions(encoding),
+                    **settings,
+                )
         return self._distinct([self._feasible(recipe) for recipe in encoding.decode(X)])
 
     def _acquisition(self, surrogate: Surrogate):
@@ -342,38 +336,63 @@ class BayesPlanner(Planner):
         ]
 
     def choose_fidelity(self, recipes: Sequence[Recipe]) -> list[str]:
-        """For each recipe, the fidelity whose measurement shrinks the objectives' uncertainty at
-        the target fidelity most per unit cost.
+        """For each recipe, the fidelity worth measuring it at.
 
-        A twin score of a recipe tells about its lab result only as much as the learned
-        twin–lab correlation allows, so the twin wins while it is informative and cheap, and
-        the lab wins once the twin is known well there (variance reduction per cost, as in
-        cost-aware multi-fidelity BO).
+        The cheapest fidelity that is still unsure of the recipe is chosen: its posterior
+        standard deviation there must exceed its own measurement noise and ``sqrt(cost /
+        target cost)`` times the target's (the cost-scaled thresholds of MF-GP-UCB, Kandasamy
+        et al. 2016); else the target. So a recipe goes to the twin while the twin can still
+        teach something about it, and to the lab once the twin is known there. With several
+        objectives, any objective the cheap fidelity is unsure of is enough.
         """
         import torch
 
         if not self.fidelities:
             raise PlannerError("choose_fidelity needs fidelities, e.g. {'twin': 1, 'lab': 50}")
         recipes = [self.space.validate(dict(r)) for r in recipes]
+        target = self.target_fidelity
         if sum(not o.failed for o in self.observations) < self.n_initial:
-            return [self.target_fidelity] * len(recipes)
+            return [target] * len(recipes)
         surrogate = self.surrogate()
+        cheapest_first = sorted(self.fidelities, key=self.fidelities.__getitem__)
         objectives = [surrogate.outcome_names.index(o.name) for o in self.objectives]
-        names = list(self.fidelities)
+        thresholds = torch.tensor(
+            [(self.fidelities[f] / self.fidelities[target]) ** 0.5 for f in cheapest_first]
+        )
         choices = []
         for recipe in recipes:
-            X = surrogate.encoding.encode([recipe] * len(names), names)
-            score = np.zeros(len(names))
+            X = surrogate.encoding.encode([recipe] * len(cheapest_first), cheapest_first)
+            unsure = torch.zeros(len(cheapest_first), dtype=torch.bool)
             with torch.no_grad():
                 for i in objectives:
                     model = surrogate.model.models[i]
-                    latent = model.posterior(X).distribution.covariance_matrix
-                    noisy = model.posterior(X, observation_noise=True).variance.squeeze(-1)
-                    target = latent[-1, -1].clamp_min(1e-12)
-                    score += (latent[:, -1] ** 2 / noisy / target).numpy()
-            score /= np.array([self.fidelities[f] for f in names])
-            choices.append(names[int(np.argmax(score))])
+                    latent = model.posterior(X).variance.squeeze(-1)
+                    noise = model.posterior(X, observation_noise=True).variance.squeeze(-1) - latent
+                    std = latent.sqrt()
+                    unsure |= (std > noise.clamp_min(0).sqrt()) & (std > thresholds * std[-1])
+            cheap = [f for f, u in zip(cheapest_first[:-1], unsure.tolist(), strict=False) if u]
+            choices.append(cheap[0] if cheap else target)
         return choices
+
+    def _initial_conditions(self, encoding: Encoding):
+        """botorch's starting-point generator, fed with the space's feasible Sobol points: its
+        own hit-and-run sampler of the constraint polytope costs seconds per proposal."""
+        import torch
+        from botorch.optim.initializers import gen_batch_initial_conditions, initialize_q_batch
+
+        def generate(acq_function, bounds, q, num_restarts, raw_samples, fixed_features, **kwargs):
+            try:
+                recipes = self.space.sample(raw_samples * q, seed=self._rng())
+            except TwinError:  # a sliver of feasible volume: let botorch walk the polytope
+                return gen_batch_initial_conditions(
+                    acq_function, bounds, q, num_restarts, raw_samples, fixed_features, **kwargs
+                )
+            X = encoding.encode(recipes, self.target_fidelity).reshape(raw_samples, q, -1)
+            with torch.no_grad():
+                values = torch.cat([acq_function(chunk) for chunk in X.split(256)])
+            return initialize_q_batch(X, values, num_restarts)[0]
+
+        return generate
 
     def _distinct(self, recipes: list[Recipe]) -> list[Recipe]:
         """The proposals, each repeat of a pending recipe (or of an earlier one in the batch)
@@ -404,6 +423,29 @@ class BayesPlanner(Planner):
 
     def _torch_seed(self) -> int:
         return int(self._rng().integers(2**31))
+
+
+def model_or_space_filling(
+    planner: Planner, n: int, propose: Callable[[int], list[Recipe]]
+) -> list[Recipe]:
+    """``propose(n)`` once ``n_initial`` samples succeeded, space-filling points before, and
+    (with a warning) where the GPs cannot be fitted: a numerical failure of the model must not
+    stop a campaign."""
+    from botorch.exceptions.errors import ModelFittingError
+    from linear_operator.utils.errors import NotPSDError
+
+    if sum(not o.failed for o in planner.observations) < planner.n_initial:
+        return planner._space_filling(n)
+    try:
+        return propose(n)
+    except (ModelFittingError, NotPSDError) as exc:
+        warnings.warn(
+            f"{planner.name}: the model could not be fitted ({exc}); proposing space-filling "
+            "points",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return planner._space_filling(n)
 
 
 def _constraint_callable(index: int, op: str, bound: float):

@@ -7,7 +7,8 @@ rolls it out from ``n_starts`` seeded random feasible recipes and proposes the b
 recipes it visited. The critic is either
 
 - a registered design env (``env='poreloop/ElectrodeDesign-v0'``, a twin and its chain at a
-  small box size), whose design space must be the planner's; or
+  small box size), whose design space must be the planner's and whose own reward (see
+  ``envs.design``) then stands for the planner's objectives; or
 - by default, a surrogate of what the planner was told: botorch GP posterior means
   (``agent.planners.bayes.Surrogate``) refitted at every ask, the objectives scalarised into a
   reward (one: ``sign`` × the standardised mean; several: an augmented Chebyshev scalarisation
@@ -28,8 +29,10 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from copy import deepcopy
+from functools import partial
 from typing import Any, ClassVar, Literal
 
+import gymnasium
 import numpy as np
 import torch
 from pydantic import Field, field_validator
@@ -38,6 +41,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
+import envs
 from agent.errors import PlannerError
 from agent.planners.base import Planner
 from envs.design import DesignEnv, Score, Scorer
@@ -67,7 +71,8 @@ class RLPlanner(Planner):
     class Options(Planner.Options):
         algorithm: Literal["ppo", "sac"] = "ppo"
         train_steps: int = Field(default=1024, ge=1)
-        """Env steps the policy trains for at each ask."""
+        """Env steps the policy trains for at each ask (PPO rounds up to whole rollouts of a
+        multiple of 16 steps per env)."""
         n_envs: int = Field(default=4, ge=1)
         """Vectorised envs it trains and rolls out on."""
         episode_length: int = Field(default=16, ge=1)
@@ -77,7 +82,7 @@ class RLPlanner(Planner):
         """Rollouts whose visited recipes are the candidates of an ask."""
         n_initial: int | None = Field(default=None, ge=2)
         """Surrogate only: Sobol proposals until this many samples succeeded; default
-        max(5, dim + 1)."""
+        max(5, (dim + 1) // 2)."""
         env: str | None = None
         """A registered design env to train on instead of the surrogate."""
         env_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -107,16 +112,16 @@ class RLPlanner(Planner):
         if self.options.env is not None:
             self._check_env()
 
-    @property
-    def n_initial(self) -> int:
-        return self.options.n_initial or max(5, self.space.dim + 1)
-
     # --- proposing ----------------------------------------------------------------------------
 
     def _propose(self, n: int) -> list[Recipe]:
-        succeeded = sum(not o.failed for o in self.observations)
-        if self.options.env is None and succeeded < self.n_initial:
-            return self.space.sample(self.n_asked + n, seed=self.seed)[self.n_asked :]
+        if self.options.env is None:
+            from agent.planners.bayes import model_or_space_filling
+
+            return model_or_space_filling(self, n, self._train_and_roll_out)
+        return self._train_and_roll_out(n)
+
+    def _train_and_roll_out(self, n: int) -> list[Recipe]:
         rng = self._rng()
         seed = int(rng.integers(2**31 - 1))
         with _one_thread():
@@ -193,10 +198,6 @@ class RLPlanner(Planner):
 
     def _check_env(self) -> None:
         """The named env exists, builds with ``env_kwargs`` and designs over this space."""
-        import gymnasium
-
-        import envs
-
         name = self.options.env
         if name not in gymnasium.registry:
             raise PlannerError(f"planner 'rl': unknown env '{name}'{did_you_mean(name, envs.ENVS)}")
@@ -219,11 +220,8 @@ class RLPlanner(Planner):
     def _twin_env(self) -> VecEnv:
         """The registered env, vectorised; built once (its critics are slow to start)."""
         if self._env is None:
-            from stable_baselines3.common.env_util import make_vec_env
-
-            self._env = make_vec_env(
-                self.options.env, n_envs=self.options.n_envs, env_kwargs=self._env_kwargs()
-            )
+            make = partial(gymnasium.make, self.options.env, **self._env_kwargs())
+            self._env = DummyVecEnv([make] * self.options.n_envs)
         return self._env
 
     def _surrogate_env(self, rng: np.random.Generator) -> VecEnv:
@@ -300,9 +298,9 @@ class RLPlanner(Planner):
 
 @contextmanager
 def _one_thread() -> Iterator[None]:
-    """Torch on one thread while the surrogate fits and the policy trains: the layers are so small that a thread pool
-    costs more than it saves (100x more on busy shared cores), and results do not depend on
-    the machine's core count."""
+    """Torch on one thread while the surrogate fits and the policy trains: the layers are so
+    small that a thread pool costs more than it saves (100x more on busy shared cores), and
+    results do not depend on the machine's core count."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
