@@ -26,15 +26,13 @@ import base64
 import io
 import json
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from copy import deepcopy
 from functools import partial
 from typing import Any, ClassVar, Literal
 
 import gymnasium
 import numpy as np
-import torch
 from pydantic import Field, field_validator
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -44,6 +42,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 import envs
 from agent.errors import PlannerError
 from agent.planners.base import Planner
+from agent.planners.bayes import Surrogate, model_or_space_filling, torch_on_one_thread
 from envs.design import DesignEnv, Score, Scorer
 from twins.errors import TwinError, did_you_mean
 from twins.space import Recipe
@@ -116,15 +115,13 @@ class RLPlanner(Planner):
 
     def _propose(self, n: int) -> list[Recipe]:
         if self.options.env is None:
-            from agent.planners.bayes import model_or_space_filling
-
             return model_or_space_filling(self, n, self._train_and_roll_out)
         return self._train_and_roll_out(n)
 
     def _train_and_roll_out(self, n: int) -> list[Recipe]:
         rng = self._rng()
         seed = int(rng.integers(2**31 - 1))
-        with _one_thread():
+        with torch_on_one_thread():
             env = self._twin_env if self.options.env else self._surrogate_env(rng)
             before = sum(env.get_attr("evaluations"))
             model = self._policy(env, seed)
@@ -243,8 +240,6 @@ class RLPlanner(Planner):
     def _surrogate_scorer(self, rng: np.random.Generator) -> Scorer:
         """Reward of a recipe under the GP posterior means; features: the standardised means
         of ``outcome_names``."""
-        from agent.planners.bayes import Surrogate
-
         surrogate = Surrogate.fit(self)
         seen = [o for o in self.observations if not o.failed]
         values = {name: np.array([o.values[name] for o in seen]) for name in self.outcome_names}
@@ -294,19 +289,6 @@ class RLPlanner(Planner):
                 f"planner state is damaged: policy must be base64 text, got {type(policy).__name__}"
             )
         self.env_steps, self._saved_policy, self._model = env_steps, policy, None
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Torch on one thread while the surrogate fits and the policy trains: the layers are so
-    small that a thread pool costs more than it saves (100x more on busy shared cores), and
-    results do not depend on the machine's core count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _algorithm(name: str) -> type[BaseAlgorithm]:

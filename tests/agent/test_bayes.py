@@ -112,7 +112,7 @@ def test_integers_categories_and_linear_constraints_are_proposed_as_they_are() -
         }
 
     planner = make_planner("bayes", space, objectives={"v": "max"}, seed=1, **FAST)
-    for batch in (6, 2, 2, 2):
+    for batch in (6, 3, 3):
         recipes = planner.ask(batch)
         planner.tell(recipes, [value(r) for r in recipes])
     proposals = planner.ask(3)
