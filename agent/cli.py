@@ -31,10 +31,11 @@ def user_errors() -> tuple[type[Exception], ...]:
 
     Imported on demand so that ``--help`` does not pay for the packages.
     """
+    from agent.errors import AgentError
     from instruments.errors import InstrumentError
     from twins.errors import TwinError
 
-    return (TwinError, InstrumentError, OSError)
+    return (AgentError, TwinError, InstrumentError, OSError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ instead of moving anything twice. Silence for ``liveness_s`` means the server is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -169,13 +170,13 @@ class InstrumentClient:
         with self._lock:
             call = self._begin(action, params, timeout, idempotency_key, on_progress)
             socket = self._connect(reconnect=False)
-            socket.send_multipart(encode(call.request))
+            _send(socket, encode(call.request))
             try:
                 while True:
                     now = time.monotonic()
                     if call.must_resend(now):
                         socket = self._connect(reconnect=True)
-                        socket.send_multipart(encode(call.resend(now)))
+                        _send(socket, encode(call.resend(now)))
                     if socket.poll(call.wait_s(time.monotonic()) * 1000):
                         outcome = call.receive(socket.recv_multipart(), time.monotonic())
                         if outcome is not None:
@@ -201,13 +202,13 @@ class InstrumentClient:
         async with self._async_lock:
             call = self._begin(action, params, timeout, idempotency_key, on_progress)
             socket = self._aconnect(reconnect=False)
-            await socket.send_multipart(encode(call.request))
+            await _asend(socket, encode(call.request))
             try:
                 while True:
                     now = time.monotonic()
                     if call.must_resend(now):
                         socket = self._aconnect(reconnect=True)
-                        await socket.send_multipart(encode(call.resend(now)))
+                        await _asend(socket, encode(call.resend(now)))
                     if await socket.poll(call.wait_s(time.monotonic()) * 1000):
                         frames = await socket.recv_multipart()
                         outcome = call.receive(frames, time.monotonic())
@@ -288,3 +289,17 @@ class InstrumentClient:
         if asynchronous is not False and self._async_socket is not None:
             self._async_socket.close(linger=0)
             self._async_socket = None
+
+
+def _send(socket: zmq.Socket, frames: list[bytes]) -> None:
+    """Queue a request without blocking. A DEALER with no live peer (the server is down, or
+    refused the CurveZMQ handshake) would block forever; the request is then lost like a
+    dropped one, and the retry and liveness windows decide what happens."""
+    with contextlib.suppress(zmq.Again):
+        socket.send_multipart(frames, flags=zmq.NOBLOCK)
+
+
+async def _asend(socket: zmq.asyncio.Socket, frames: list[bytes]) -> None:
+    """``_send`` for the asyncio socket."""
+    with contextlib.suppress(zmq.Again):
+        await socket.send_multipart(frames, flags=zmq.NOBLOCK)
