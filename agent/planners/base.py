@@ -246,6 +246,11 @@ class Planner:
         """Space-filling proposals until this many samples succeeded: a model needs them."""
         return getattr(self.options, "n_initial", None) or max(5, (self.space.dim + 1) // 2)
 
+    @property
+    def in_initial_design(self) -> bool:
+        """Whether proposals are still space-filling: fewer than ``n_initial`` successes."""
+        return sum(not o.failed for o in self.observations) < self.n_initial
+
     def _space_filling(self, n: int) -> list[Recipe]:
         """The next ``n`` feasible points of the planner's scrambled Sobol sequence."""
         return self.space.sample(self.n_asked + n, seed=self.seed)[self.n_asked :]
@@ -283,9 +288,7 @@ class Planner:
         try:
             return self.Options(**options)
         except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(part) for part in error["loc"])
-            raise PlannerError(f"planner '{self.name}' option '{where}': {error['msg']}") from None
+            raise PlannerError(f"planner '{self.name}' option {_first_error(exc)}") from None
 
     def _observation(self, i: int, recipe: Mapping[str, Any], outcome: Any) -> Observation:
         try:

@@ -359,7 +359,7 @@ class BayesPlanner(Planner):
             raise PlannerError("choose_fidelity needs fidelities, e.g. {'twin': 1, 'lab': 50}")
         recipes = [self.space.validate(dict(r)) for r in recipes]
         target = self.target_fidelity
-        if sum(not o.failed for o in self.observations) < self.n_initial:
+        if self.in_initial_design:
             return [target] * len(recipes)
         surrogate = self.surrogate()
         cheapest_first = sorted(self.fidelities, key=self.fidelities.__getitem__)
@@ -442,7 +442,7 @@ def model_or_space_filling(
     from botorch.exceptions.errors import ModelFittingError
     from linear_operator.utils.errors import NotPSDError
 
-    if sum(not o.failed for o in planner.observations) < planner.n_initial:
+    if planner.in_initial_design:
         return planner._space_filling(n)
     try:
         with torch_on_one_thread():
