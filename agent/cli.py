@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from twins.manufacturing.base import Twin
-    from twins.microstructure import Microstructure
-    from twins.space import ParameterSpace, Value
+    from poreloop.twins.manufacturing.base import Twin
+    from poreloop.twins.microstructure import Microstructure
+    from poreloop.twins.space import ParameterSpace, Value
 
 PROG = "poreloop"
 _MICROSTRUCTURE_SUFFIXES = (".tif", ".tiff", ".npz")
@@ -31,9 +31,9 @@ def user_errors() -> tuple[type[Exception], ...]:
 
     Imported on demand so that ``--help`` does not pay for the packages.
     """
-    from agent.errors import AgentError
-    from instruments.errors import InstrumentError
-    from twins.errors import TwinError
+    from poreloop.agent.errors import AgentError
+    from poreloop.instruments.errors import InstrumentError
+    from poreloop.twins.errors import TwinError
 
     return (AgentError, TwinError, InstrumentError, OSError)
 
@@ -310,7 +310,7 @@ def _add_instrument_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def twin_list(args: argparse.Namespace) -> int:
-    from twins.manufacturing import TWINS
+    from poreloop.twins.manufacturing import TWINS
 
     entries = [_describe_twin(cls) for _, cls in sorted(TWINS.items())]
     if args.json:
@@ -324,7 +324,7 @@ def twin_list(args: argparse.Namespace) -> int:
 
 
 def twin_generate(args: argparse.Namespace) -> int:
-    from twins.manufacturing import TWINS, get_twin
+    from poreloop.twins.manufacturing import TWINS, get_twin
 
     twin = get_twin(args.name, **_twin_options(TWINS.get(args.name), args.reference))
     _check_output(args.out, _MICROSTRUCTURE_SUFFIXES)
@@ -347,8 +347,8 @@ def twin_generate(args: argparse.Namespace) -> int:
 
 
 def twin_show(args: argparse.Namespace) -> int:
-    from twins.microstructure import Microstructure
-    from twins.plot import plot_slices
+    from poreloop.twins.microstructure import Microstructure
+    from poreloop.twins.plot import plot_slices
 
     out = args.out or args.file.with_suffix(".png")
     _check_output(out, ())
@@ -360,8 +360,8 @@ def twin_show(args: argparse.Namespace) -> int:
 
 
 def critic_evaluate(args: argparse.Namespace) -> int:
-    from twins.critics.chain import get_chain
-    from twins.microstructure import Microstructure
+    from poreloop.twins.critics.chain import get_chain
+    from poreloop.twins.microstructure import Microstructure
 
     chain = get_chain(args.chain, **({"axes": args.axes} if args.axes else {}))
     micro = Microstructure.load(args.file, voxel_size_um=args.voxel_size_um)
@@ -386,7 +386,7 @@ def critic_evaluate(args: argparse.Namespace) -> int:
 
 
 def instrument_keys(args: argparse.Namespace) -> int:
-    from instruments.auth import make_keys
+    from poreloop.instruments.auth import make_keys
 
     public, secret = make_keys(args.directory, args.name)
     print(f"wrote {public} (public: give it to the other side)")
@@ -395,9 +395,9 @@ def instrument_keys(args: argparse.Namespace) -> int:
 
 
 def instrument_serve(args: argparse.Namespace) -> int:
-    from instruments.auth import Keys
-    from instruments.backends import make_instrument
-    from instruments.server import serve
+    from poreloop.instruments.auth import Keys
+    from poreloop.instruments.backends import make_instrument
+    from poreloop.instruments.server import serve
 
     options = {} if args.time_scale is None else {"time_scale": args.time_scale}
     instrument = make_instrument(args.kind, args.backend, **options)
@@ -409,9 +409,9 @@ def instrument_serve(args: argparse.Namespace) -> int:
 
 
 def instrument_call(args: argparse.Namespace) -> int:
-    from instruments.auth import Keys
-    from instruments.client import InstrumentClient
-    from instruments.errors import InstrumentError
+    from poreloop.instruments.auth import Keys
+    from poreloop.instruments.client import InstrumentClient
+    from poreloop.instruments.errors import InstrumentError
 
     try:
         params = json.loads(args.params)
@@ -435,16 +435,16 @@ def instrument_call(args: argparse.Namespace) -> int:
 
 
 def lab_up(args: argparse.Namespace) -> int:
-    from instruments.lab_config import load_lab_config
-    from instruments.lab_up import run_lab
+    from poreloop.instruments.lab_config import load_lab_config
+    from poreloop.instruments.lab_up import run_lab
 
     return run_lab(load_lab_config(args.config))
 
 
 def instrument_approve(args: argparse.Namespace) -> int:
-    from instruments.auth import Keys
-    from instruments.client import InstrumentClient
-    from instruments.errors import InstrumentError
+    from poreloop.instruments.auth import Keys
+    from poreloop.instruments.client import InstrumentClient
+    from poreloop.instruments.errors import InstrumentError
 
     if args.key is None and (args.reject or args.reason):
         raise InstrumentError("expected the KEY of the request to reject, got none; run --list")
@@ -485,7 +485,7 @@ def read_recipe(path: Path) -> dict[str, Value]:
     """A recipe file: a YAML mapping of parameter names to values (checked by the space)."""
     import yaml
 
-    from twins.errors import TwinError
+    from poreloop.twins.errors import TwinError
 
     try:
         recipe = yaml.safe_load(path.read_text())
@@ -501,7 +501,7 @@ def read_recipe(path: Path) -> dict[str, Value]:
 
 def parse_recipe(space: ParameterSpace, values: Sequence[tuple[str, str]]) -> dict[str, Value]:
     """``--set`` pairs → a partial recipe, each text parsed by its parameter's kind."""
-    from twins.errors import TwinError
+    from poreloop.twins.errors import TwinError
 
     recipe: dict[str, Value] = {}
     for key, text in values:
@@ -514,7 +514,7 @@ def parse_recipe(space: ParameterSpace, values: Sequence[tuple[str, str]]) -> di
 
 def _parse_value(name: str, kind: str, text: str) -> Value:
     """Text → int/float for numeric kinds (bounds are checked by the space), str otherwise."""
-    from twins.errors import TwinError
+    from poreloop.twins.errors import TwinError
 
     if kind == "categorical":
         return text
@@ -536,8 +536,8 @@ def _twin_options(cls: type[Twin] | None, reference: Path | None) -> dict[str, A
     """
     import inspect
 
-    from twins.errors import TwinError
-    from twins.microstructure import Microstructure
+    from poreloop.twins.errors import TwinError
+    from poreloop.twins.microstructure import Microstructure
 
     if cls is None:
         return {}
@@ -560,7 +560,7 @@ def _twin_options(cls: type[Twin] | None, reference: Path | None) -> dict[str, A
 
 def _check_output(path: Path, suffixes: tuple[str, ...]) -> None:
     """Fail before the work, not after it, on an output path that cannot be written."""
-    from twins.errors import TwinError
+    from poreloop.twins.errors import TwinError
 
     if suffixes and path.suffix.lower() not in suffixes:
         raise TwinError(f"cannot write '{path}': expected a suffix {', '.join(suffixes)}")

@@ -41,11 +41,11 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent) if Path(p or ".").resolve() == _HERE else p for p in sys.path]
 
 from benchmarks._table import log, machine, number, print_comments, print_table, verdict  # noqa: E402
-from instruments.auth import ALLOWED_DIR, CLIENT_NAME, SERVER_NAME, Keys, make_keys  # noqa: E402
-from instruments.client import InstrumentClient  # noqa: E402
-from instruments.protocol import Request, encode  # noqa: E402
-from instruments.server import Server  # noqa: E402
-from instruments.sim import SimOven  # noqa: E402
+from poreloop.instruments.auth import ALLOWED_DIR, CLIENT_NAME, SERVER_NAME, Keys, make_keys  # noqa: E402
+from poreloop.instruments.client import InstrumentClient  # noqa: E402
+from poreloop.instruments.protocol import Request, encode  # noqa: E402
+from poreloop.instruments.server import Server  # noqa: E402
+from poreloop.instruments.sim import SimOven  # noqa: E402
 
 TARGET_RATIO = 3.0
 TARGET_THROUGHPUT = 2000.0

@@ -47,7 +47,6 @@ import scipy.stats
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent) if Path(p or ".").resolve() == _HERE else p for p in sys.path]
 
-from agent.planners import PLANNERS, make_planner  # noqa: E402
 from benchmarks._table import (  # noqa: E402
     log,
     machine,
@@ -56,7 +55,8 @@ from benchmarks._table import (  # noqa: E402
     print_table,
     verdict,
 )
-from twins.space import Categorical, Integer, ParameterSpace, Recipe  # noqa: E402
+from poreloop.agent.planners import PLANNERS, make_planner  # noqa: E402
+from poreloop.twins.space import Categorical, Integer, ParameterSpace, Recipe  # noqa: E402
 
 AX = "ax"
 INITIALISATION_NODES = ("CenterOfSearchSpace", "Sobol")
@@ -133,7 +133,7 @@ def electrode(size: int) -> Problem:
     electrode twin's recipe at a fixed voxel size, its particle radius capped to fit the box,
     scored by the electrode chain at 1C on a ``size``³ box. A structure that cannot be made or
     scored is a failure."""
-    from envs.design import ElectrodeDesignEnv
+    from poreloop.envs.design import ElectrodeDesignEnv
 
     env = ElectrodeDesignEnv(size=size, voxel_size_um=ELECTRODE_VOXEL_UM)
 

@@ -46,10 +46,10 @@ from benchmarks._table import (  # noqa: E402
     repeats_for,
     verdict,
 )
-from twins.critics import tortuosity  # noqa: E402
-from twins.critics.cell import CellModel, c_rate_tag  # noqa: E402
-from twins.critics.chain import AXES, ChainResult, cell_properties, get_chain  # noqa: E402
-from twins.manufacturing import get_twin  # noqa: E402
+from poreloop.twins.critics import tortuosity  # noqa: E402
+from poreloop.twins.critics.cell import CellModel, c_rate_tag  # noqa: E402
+from poreloop.twins.critics.chain import AXES, ChainResult, cell_properties, get_chain  # noqa: E402
+from poreloop.twins.manufacturing import get_twin  # noqa: E402
 
 SEED = 0
 AXIS = AXES.index("z")

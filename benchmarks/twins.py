@@ -44,10 +44,10 @@ from benchmarks._table import (  # noqa: E402
     repeats_for,
     verdict,
 )
-from twins.manufacturing import TWINS, get_twin  # noqa: E402
-from twins.manufacturing.base import Shape  # noqa: E402
-from twins.microstructure import Microstructure  # noqa: E402
-from twins.space import Recipe  # noqa: E402
+from poreloop.twins.manufacturing import TWINS, get_twin  # noqa: E402
+from poreloop.twins.manufacturing.base import Shape  # noqa: E402
+from poreloop.twins.microstructure import Microstructure  # noqa: E402
+from poreloop.twins.space import Recipe  # noqa: E402
 
 SINGLE_FROM = 256
 """Edge from which each generator is timed once (default --repeats)."""

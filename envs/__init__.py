@@ -13,8 +13,8 @@ from __future__ import annotations
 import gymnasium
 
 ENVS: dict[str, str] = {
-    "poreloop/ElectrodeDesign-v0": "envs.design:ElectrodeDesignEnv",
-    "poreloop/GDLDesign-v0": "envs.design:GDLDesignEnv",
+    "poreloop/ElectrodeDesign-v0": "poreloop.envs.design:ElectrodeDesignEnv",
+    "poreloop/GDLDesign-v0": "poreloop.envs.design:GDLDesignEnv",
 }
 
 for _id, _entry_point in ENVS.items():

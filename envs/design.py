@@ -26,11 +26,12 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from twins.critics.chain import get_chain
-from twins.errors import TwinError, did_you_mean
-from twins.manufacturing import get_twin
-from twins.manufacturing.gdl import MIN_BOX_DIAMETERS
-from twins.space import Continuous, Integer, LinearConstraint, ParameterSpace, Recipe
+from poreloop.registry import did_you_mean
+from poreloop.twins.critics.chain import get_chain
+from poreloop.twins.errors import TwinError
+from poreloop.twins.manufacturing import get_twin
+from poreloop.twins.manufacturing.gdl import MIN_BOX_DIAMETERS
+from poreloop.twins.space import Continuous, Integer, LinearConstraint, ParameterSpace, Recipe
 
 FEATURE_BOUND = 10.0
 """Features are normalised to order one; the observation box clips them here."""

@@ -9,19 +9,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from instruments.client import InstrumentClient
-    from instruments.server import serve
+    from poreloop.instruments.client import InstrumentClient
+    from poreloop.instruments.server import serve
 
 __all__ = ["InstrumentClient", "serve"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "InstrumentClient":
-        from instruments.client import InstrumentClient
+        from poreloop.instruments.client import InstrumentClient
 
         return InstrumentClient
     if name == "serve":
-        from instruments.server import serve
+        from poreloop.instruments.server import serve
 
         return serve
     raise AttributeError(f"module 'instruments' has no attribute '{name}'")

@@ -20,7 +20,7 @@ import zmq.auth
 from pydantic import BaseModel, ConfigDict
 from zmq.auth.thread import ThreadAuthenticator
 
-from instruments.errors import InstrumentError
+from poreloop.instruments.errors import InstrumentError
 
 SERVER_NAME = "server"
 CLIENT_NAME = "client"

@@ -13,9 +13,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from instruments.base import Instrument
-from instruments.errors import InstrumentError
-from instruments.sim import SIMULATED, make_simulated
+from poreloop.instruments.base import Instrument
+from poreloop.instruments.errors import InstrumentError
+from poreloop.instruments.sim import SIMULATED, make_simulated
 
 SIM = "sim"
 

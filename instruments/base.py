@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
 
-from instruments.errors import ErrorCode, InvalidRequest, RefusedError, did_you_mean
-from instruments.protocol import validation_summary
+from poreloop.instruments.errors import ErrorCode, InvalidRequest, RefusedError
+from poreloop.registry import did_you_mean, validation_summary
 
 
 @dataclass(frozen=True)

@@ -22,17 +22,17 @@ from typing import TYPE_CHECKING, Any
 import zmq
 import zmq.asyncio
 
-from instruments.errors import (
+from poreloop.instruments.errors import (
     DeadlineError,
     InstrumentError,
     ProtocolError,
     ServerUnreachable,
     error_for,
 )
-from instruments.protocol import Error, Progress, Request, Result, decode, encode
+from poreloop.instruments.protocol import Error, Progress, Request, Result, decode, encode
 
 if TYPE_CHECKING:
-    from instruments.auth import Keys
+    from poreloop.instruments.auth import Keys
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -119,12 +117,3 @@ ERRORS_BY_CODE: dict[ErrorCode, type[InstrumentError]] = {
 def error_for(code: ErrorCode, message: str, idempotency_key: str | None) -> InstrumentError:
     """The exception a client raises for an ``Error`` reply with this code."""
     return ERRORS_BY_CODE[code](message, code, idempotency_key)
-
-
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """A '; did you mean ...?' suffix for an unknown name, or the list of known names."""
-    known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=1)
-    if close:
-        return f"; did you mean '{close[0]}'?"
-    return f"; known: {', '.join(known)}" if known else "; none is known"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from instruments.errors import ErrorCode
+from poreloop.instruments.errors import ErrorCode
 
 State = Literal["held", "received", "running", "done", "failed", "unknown"]
 

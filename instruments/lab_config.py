@@ -1,7 +1,7 @@
 """A lab config: which simulated instruments to serve, where, and the settings they share.
 
 ``poreloop lab up configs/lab.yaml`` reads one (``load_lab_config``) and starts one
-``python -m instruments.server`` per instrument (``server_command``). Relative paths are taken
+``python -m poreloop.instruments.server`` per instrument (``server_command``). Relative paths are taken
 from the directory ``poreloop`` runs in.
 """
 
@@ -15,8 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from instruments.errors import InstrumentError, did_you_mean
-from instruments.server import check_loopback
+from poreloop.instruments.errors import InstrumentError
+from poreloop.instruments.server import check_loopback
+from poreloop.registry import did_you_mean, validation_summary
 
 LAB_SETTINGS = ("lab_dir", "seed", "time_scale")
 """Lab-wide settings handed to every backend whose constructor takes them."""
@@ -38,7 +39,7 @@ class InstrumentConfig(BaseModel):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
-        from instruments.sim import SIMULATED
+        from poreloop.instruments.sim import SIMULATED
 
         if kind not in SIMULATED:
             raise ValueError(f"no simulated instrument '{kind}'{did_you_mean(kind, SIMULATED)}")
@@ -77,7 +78,7 @@ class LabConfig(BaseModel):
 
     def backend_options(self, instrument: InstrumentConfig) -> dict[str, Any]:
         """The lab settings its backend's constructor takes, then the instrument's own options."""
-        from instruments.sim import SIMULATED
+        from poreloop.instruments.sim import SIMULATED
 
         accepted = inspect.signature(SIMULATED[instrument.kind]).parameters
         shared = {"lab_dir": str(self.lab_dir), "seed": self.seed, "time_scale": self.time_scale}
@@ -102,21 +103,17 @@ def load_lab_config(path: str | Path) -> LabConfig:
     try:
         return LabConfig.model_validate(data)
     except ValidationError as error:
-        problem = error.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"]) or "the config"
-        message = problem["msg"].removeprefix("Value error, ")
-        more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
         raise InstrumentError(
-            f"{path}: {where}: {message}{more}; see configs/lab.yaml for the keys"
+            f"{path}: {validation_summary(error)}; see configs/lab.yaml for the keys"
         ) from None
 
 
 def server_command(config: LabConfig, instrument: InstrumentConfig) -> list[str]:
-    """The ``python -m instruments.server`` command line that serves ``instrument``."""
+    """The ``python -m poreloop.instruments.server`` command line that serves ``instrument``."""
     command = [
         sys.executable,
         "-m",
-        "instruments.server",
+        "poreloop.instruments.server",
         f"--instrument={instrument.kind}",
         f"--backend={instrument.backend}",
         f"--options={json.dumps(config.backend_options(instrument))}",

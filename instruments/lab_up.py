@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
-from instruments.errors import InstrumentError
-from instruments.lab_config import InstrumentConfig, LabConfig, server_command
+from poreloop.instruments.errors import InstrumentError
+from poreloop.instruments.lab_config import InstrumentConfig, LabConfig, server_command
 
 READY_TIMEOUT_S = 60.0
 """How long a server may take to print its ready line (imports, binding, opening the journal)."""

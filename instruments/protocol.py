@@ -12,7 +12,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from instruments.errors import ErrorCode, ProtocolError
+from poreloop.instruments.errors import ErrorCode, ProtocolError
+from poreloop.registry import validation_summary
 
 VERSION = b"poreloop/1"
 
@@ -117,12 +118,3 @@ def decode(frames: list[bytes]) -> Message:
         raise ProtocolError(
             f"expected a {cls.kind} body matching its schema, got {validation_summary(error)}"
         ) from None
-
-
-def validation_summary(error: ValidationError) -> str:
-    """One line: where the first schema failure is and what it says, plus how many more."""
-    problems = error.errors()
-    first = problems[0]
-    where = ".".join(str(part) for part in first["loc"]) or "the body"
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"{where}: {first['msg']}{more}"

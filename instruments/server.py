@@ -12,7 +12,7 @@ deadline still runs) until a person sends ``approve`` or ``reject`` naming its i
 names are self-declared, so this keeps an agent from approving its own proposals, it does not
 authenticate the person: who may connect at all is the CurveZMQ allow-list's job.
 
-Run one from the shell: ``python -m instruments.server --instrument oven --journal j.sqlite``.
+Run one from the shell: ``python -m poreloop.instruments.server --instrument oven --journal j.sqlite``.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import zmq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from instruments.base import ActionContext, ActionStopped, Instrument
-from instruments.errors import ErrorCode, InstrumentError, InvalidRequest, RefusedError
-from instruments.journal import Entry, Journal
-from instruments.protocol import (
+from poreloop.instruments.base import ActionContext, ActionStopped, Instrument
+from poreloop.instruments.errors import ErrorCode, InstrumentError, InvalidRequest, RefusedError
+from poreloop.instruments.journal import Entry, Journal
+from poreloop.instruments.protocol import (
     Accepted,
     Error,
     Message,
@@ -52,13 +52,13 @@ from instruments.protocol import (
     Result,
     decode,
     encode,
-    validation_summary,
 )
+from poreloop.registry import validation_summary
 
 if TYPE_CHECKING:
     from zmq.auth.thread import ThreadAuthenticator
 
-    from instruments.auth import Keys
+    from poreloop.instruments.auth import Keys
 
 log = logging.getLogger(__name__)
 
@@ -795,11 +795,13 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m instruments.server``: serve an instrument, with optional faults."""
-    from instruments.auth import Keys
-    from instruments.backends import make_instrument
+    """``python -m poreloop.instruments.server``: serve an instrument, with optional faults."""
+    from poreloop.instruments.auth import Keys
+    from poreloop.instruments.backends import make_instrument
 
-    parser = argparse.ArgumentParser(prog="python -m instruments.server", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m poreloop.instruments.server", description=main.__doc__
+    )
     parser.add_argument("--instrument", required=True, help="instrument kind, e.g. oven")
     parser.add_argument("--backend", default="sim", help="sim, or package.module:Class (adapter)")
     parser.add_argument("--options", default="{}", help="JSON keyword arguments of its backend")

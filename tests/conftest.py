@@ -8,10 +8,17 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from twins.manufacturing import TWINS
-from twins.manufacturing.base import Shape, Twin
-from twins.microstructure import Microstructure
-from twins.space import Categorical, Continuous, Integer, LinearConstraint, ParameterSpace, Recipe
+from poreloop.twins.manufacturing import TWINS
+from poreloop.twins.manufacturing.base import Shape, Twin
+from poreloop.twins.microstructure import Microstructure
+from poreloop.twins.space import (
+    Categorical,
+    Continuous,
+    Integer,
+    LinearConstraint,
+    ParameterSpace,
+    Recipe,
+)
 
 
 def thresholded_field(

@@ -1,9 +1,9 @@
 """The digital space: microstructures, manufacturing twins and critics."""
 
-from twins.errors import TwinError
-from twins.manufacturing import TWINS, Twin, get_twin
-from twins.microstructure import Microstructure, Provenance
-from twins.space import Categorical, Continuous, Integer, LinearConstraint, ParameterSpace
+from poreloop.twins.errors import TwinError
+from poreloop.twins.manufacturing import TWINS, Twin, get_twin
+from poreloop.twins.microstructure import Microstructure, Provenance
+from poreloop.twins.space import Categorical, Continuous, Integer, LinearConstraint, ParameterSpace
 
 __all__ = [
     "TWINS",

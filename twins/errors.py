@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
-
 
 class TwinError(ValueError):
     """A twin, recipe, parameter space or microstructure file was not what was expected.
@@ -20,12 +17,3 @@ class CriticError(TwinError):
     A structure that is valid but does not percolate is not an error: critics return an
     explicit flagged result for it.
     """
-
-
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """A '; did you mean ...?' suffix for an unknown name, or the list of known names."""
-    known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=1)
-    if close:
-        return f"; did you mean '{close[0]}'?"
-    return f"; known: {', '.join(known)}" if known else "; none is known"

@@ -16,7 +16,7 @@ import numpy as np
 import tifffile
 from pydantic import BaseModel, ConfigDict
 
-from twins.errors import TwinError
+from poreloop.twins.errors import TwinError
 
 _FORMAT = "poreloop.microstructure/1"
 

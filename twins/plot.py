@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from twins.errors import TwinError
-from twins.microstructure import Microstructure
+from poreloop.twins.errors import TwinError
+from poreloop.twins.microstructure import Microstructure
 
 # Okabe–Ito (colour-blind safe), pore first; tab20 extends it for label images with many phases.
 _PHASE_COLOURS = (

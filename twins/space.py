@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from twins.errors import TwinError, did_you_mean
+from poreloop.registry import did_you_mean
+from poreloop.twins.errors import TwinError
 
 Value = float | int | str
 Recipe = dict[str, Value]

@@ -1,6 +1,6 @@
 """Planners: ask for recipes, tell outcomes, resume from a saved state.
 
-    from agent.planners import make_planner
+    from poreloop.agent.planners import make_planner
     planner = make_planner("bayes", space, objectives={"energy_density_wh_l_1c": "max"}, seed=0)
     recipes = planner.ask(4)
     planner.tell(recipes, [{"energy_density_wh_l_1c": 412.0}, ...])
@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.errors import PlannerError
-from agent.planners.base import (
+from poreloop.agent.errors import PlannerError
+from poreloop.agent.planners.base import (
     Objective,
     Observation,
     OutcomeConstraint,
@@ -27,14 +27,14 @@ from agent.planners.base import (
     check_state,
     read_observations,
 )
-from twins.errors import did_you_mean
-from twins.space import ParameterSpace
+from poreloop.registry import did_you_mean
+from poreloop.twins.space import ParameterSpace
 
 PLANNERS: dict[str, str] = {
-    "sobol": "agent.planners.baselines:SobolPlanner",
-    "random": "agent.planners.baselines:RandomPlanner",
-    "bayes": "agent.planners.bayes:BayesPlanner",
-    "rl": "agent.planners.rl:RLPlanner",
+    "sobol": "poreloop.agent.planners.baselines:SobolPlanner",
+    "random": "poreloop.agent.planners.baselines:RandomPlanner",
+    "bayes": "poreloop.agent.planners.bayes:BayesPlanner",
+    "rl": "poreloop.agent.planners.rl:RLPlanner",
 }
 
 

@@ -19,9 +19,10 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.errors import PlannerError
-from twins.errors import TwinError, did_you_mean
-from twins.space import Categorical, ParameterSpace, Recipe
+from poreloop.agent.errors import PlannerError
+from poreloop.registry import did_you_mean, validation_summary
+from poreloop.twins.errors import TwinError
+from poreloop.twins.space import Categorical, ParameterSpace, Recipe
 
 STATE_FORMAT = "poreloop.planner/1"
 RESERVED_KEYS = ("fidelity", "failed", "reason")
@@ -288,7 +289,7 @@ class Planner:
         try:
             return self.Options(**options)
         except ValidationError as exc:
-            raise PlannerError(f"planner '{self.name}' option {_first_error(exc)}") from None
+            raise PlannerError(f"planner '{self.name}' option {validation_summary(exc)}") from None
 
     def _observation(self, i: int, recipe: Mapping[str, Any], outcome: Any) -> Observation:
         try:
@@ -357,11 +358,13 @@ def parse_objectives(objectives: Mapping[str, Any] | Sequence[Objective]) -> tup
     else:
         items = list(objectives)
     try:
-        parsed = tuple(o if isinstance(o, Objective) else Objective(**o) for o in items)
-    except (ValidationError, TypeError) as exc:
+        parsed = tuple(
+            o if isinstance(o, Objective) else Objective.model_validate(o) for o in items
+        )
+    except ValidationError as exc:
         raise PlannerError(
             f"objectives must map outcome names to 'max' or 'min' (or to {{'goal': 'max', "
-            f"'threshold': number}}), got {objectives!r}: {_first_error(exc)}"
+            f"'threshold': number}}), got {objectives!r}: {validation_summary(exc)}"
         ) from None
     if not parsed:
         raise PlannerError(
@@ -387,9 +390,9 @@ def parse_constraints(
             parsed.append(OutcomeConstraint.parse(c))
         else:
             try:
-                parsed.append(OutcomeConstraint(**c))
-            except (ValidationError, TypeError) as exc:
-                raise PlannerError(f"outcome constraint {c!r}: {_first_error(exc)}") from None
+                parsed.append(OutcomeConstraint.model_validate(c))
+            except ValidationError as exc:
+                raise PlannerError(f"outcome constraint {c!r}: {validation_summary(exc)}") from None
     return tuple(parsed)
 
 
@@ -451,13 +454,6 @@ def _cell(text: str, parameter: Any) -> float | str:
         return float(text)
     except ValueError:
         raise ValueError(f"parameter '{parameter.name}' expects a number, got {text!r}") from None
-
-
-def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        error = exc.errors()[0]
-        return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
-    return str(exc)
 
 
 def _short(value: Any, limit: int = 120) -> str:

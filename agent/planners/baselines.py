@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from agent.planners.base import Planner
-from twins.space import Recipe
+from poreloop.agent.planners.base import Planner
+from poreloop.twins.space import Recipe
 
 
 class SobolPlanner(Planner):

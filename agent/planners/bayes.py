@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from agent.errors import PlannerError
-from agent.planners.base import Observation, Planner, _Frozen
-from twins.errors import TwinError
-from twins.space import Categorical, Integer, ParameterSpace, Recipe
+from poreloop.agent.errors import PlannerError
+from poreloop.agent.planners.base import Observation, Planner, _Frozen
+from poreloop.twins.errors import TwinError
+from poreloop.twins.space import Categorical, Integer, ParameterSpace, Recipe
 
 if TYPE_CHECKING:
     import torch

@@ -39,13 +39,14 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
-import envs
-from agent.errors import PlannerError
-from agent.planners.base import Planner
-from agent.planners.bayes import Surrogate, model_or_space_filling, torch_on_one_thread
-from envs.design import DesignEnv, Score, Scorer
-from twins.errors import TwinError, did_you_mean
-from twins.space import Recipe
+from poreloop import envs
+from poreloop.agent.errors import PlannerError
+from poreloop.agent.planners.base import Planner
+from poreloop.agent.planners.bayes import Surrogate, model_or_space_filling, torch_on_one_thread
+from poreloop.envs.design import DesignEnv, Score, Scorer
+from poreloop.registry import did_you_mean
+from poreloop.twins.errors import TwinError
+from poreloop.twins.space import Recipe
 
 CONSTRAINT_PENALTY = 2.0
 """Reward lost per standard deviation of predicted constraint violation, and for a predicted

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from instruments.base import Instrument
-from instruments.errors import InstrumentError, did_you_mean
-from instruments.sim.cycler import SimCycler
-from instruments.sim.inspector import SimInspector
-from instruments.sim.oven import SimOven
-from instruments.sim.robot import SimRobot
-from instruments.sim.tomograph import SimTomograph
-from instruments.sim.xrd import SimXRD
+from poreloop.instruments.base import Instrument
+from poreloop.instruments.errors import InstrumentError
+from poreloop.instruments.sim.cycler import SimCycler
+from poreloop.instruments.sim.inspector import SimInspector
+from poreloop.instruments.sim.oven import SimOven
+from poreloop.instruments.sim.robot import SimRobot
+from poreloop.instruments.sim.tomograph import SimTomograph
+from poreloop.instruments.sim.xrd import SimXRD
+from poreloop.registry import did_you_mean
 
 SIMULATED: dict[str, type[Instrument]] = {
     cls.kind: cls for cls in (SimOven, SimRobot, SimInspector, SimXRD, SimTomograph, SimCycler)

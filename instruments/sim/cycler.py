@@ -30,13 +30,13 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
-from instruments.base import Action, ActionContext, Limit
-from instruments.errors import ActionFailed, ErrorCode, InvalidRequest
-from instruments.sim.lab import LabInstrument, load_sample
-from twins.critics.cell import c_rate_tag
-from twins.critics.chain import Chain, get_chain
-from twins.critics.morphology import morphology
-from twins.errors import CriticError
+from poreloop.instruments.base import Action, ActionContext, Limit
+from poreloop.instruments.errors import ActionFailed, ErrorCode, InvalidRequest
+from poreloop.instruments.sim.lab import LabInstrument, load_sample
+from poreloop.twins.critics.cell import c_rate_tag
+from poreloop.twins.critics.chain import Chain, get_chain
+from poreloop.twins.critics.morphology import morphology
+from poreloop.twins.errors import CriticError
 
 MAX_C_RATE = 5.0
 MAX_CYCLES = 2000

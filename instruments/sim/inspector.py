@@ -16,9 +16,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
-from instruments.base import Action, ActionContext
-from instruments.sim.lab import LabInstrument, load_sample
-from twins.microstructure import Microstructure
+from poreloop.instruments.base import Action, ActionContext
+from poreloop.instruments.sim.lab import LabInstrument, load_sample
+from poreloop.twins.microstructure import Microstructure
 
 UM2_PER_CM2 = 1e8
 COUNT_NOISE = 0.10

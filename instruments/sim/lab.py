@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from instruments.base import ActionContext, Instrument
-from instruments.errors import ErrorCode, InvalidRequest
-from twins.errors import TwinError
-from twins.microstructure import Microstructure
+from poreloop.instruments.base import ActionContext, Instrument
+from poreloop.instruments.errors import ErrorCode, InvalidRequest
+from poreloop.twins.errors import TwinError
+from poreloop.twins.microstructure import Microstructure
 
 SAMPLE_ID = re.compile(r"S\d{5,}")
 STRUCTURE_FILE = "structure.npz"

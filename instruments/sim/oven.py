@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from instruments.base import Action, ActionContext, Instrument, Limit
+from poreloop.instruments.base import Action, ActionContext, Instrument, Limit
 
 GAS_CONSTANT = 8.314  # J/(mol K)
 ACTIVATION_ENERGY = 40e3  # J/mol, water desorption from a porous carbon/binder electrode

@@ -26,21 +26,21 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from scipy.ndimage import gaussian_filter
 
-from instruments.base import Action, ActionContext, Limit
-from instruments.errors import ErrorCode, InstrumentError, InvalidRequest
-from instruments.sim.inspector import pinholes_per_cm2
-from instruments.sim.lab import (
+from poreloop.instruments.base import Action, ActionContext, Limit
+from poreloop.instruments.errors import ErrorCode, InstrumentError, InvalidRequest
+from poreloop.instruments.sim.inspector import pinholes_per_cm2
+from poreloop.instruments.sim.lab import (
     SAMPLE_COUNTER,
     LabInstrument,
     next_run,
     run_count,
     save_sample,
 )
-from twins import get_twin
-from twins.errors import TwinError
-from twins.manufacturing.electrode import MAX_SOLID_FRACTION, MIN_PARTICLE_VOXELS, PORE
-from twins.microstructure import Provenance
-from twins.space import Continuous, Recipe
+from poreloop.twins import get_twin
+from poreloop.twins.errors import TwinError
+from poreloop.twins.manufacturing.electrode import MAX_SOLID_FRACTION, MIN_PARTICLE_VOXELS, PORE
+from poreloop.twins.microstructure import Provenance
+from poreloop.twins.space import Continuous, Recipe
 
 TWIN = get_twin("li_ion_electrode")
 

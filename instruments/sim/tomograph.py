@@ -26,10 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.ndimage import gaussian_filter, median_filter, uniform_filter, zoom
 from skimage.filters import threshold_multiotsu
 
-from instruments.base import Action, ActionContext, Limit
-from instruments.errors import ErrorCode, InvalidRequest, RefusedError
-from instruments.sim.lab import LabInstrument, load_sample
-from twins.microstructure import Microstructure, Provenance
+from poreloop.instruments.base import Action, ActionContext, Limit
+from poreloop.instruments.errors import ErrorCode, InvalidRequest, RefusedError
+from poreloop.instruments.sim.lab import LabInstrument, load_sample
+from poreloop.twins.microstructure import Microstructure, Provenance
 
 ATTENUATION: dict[str, float] = {
     "pore": 0.05,

@@ -12,8 +12,8 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from instruments.base import Action, ActionContext
-from instruments.sim.lab import LabInstrument, load_sample
+from poreloop.instruments.base import Action, ActionContext
+from poreloop.instruments.sim.lab import LabInstrument, load_sample
 
 DENSITY_G_CM3: dict[str, float] = {"active": 4.75, "cbd": 1.9}
 """NMC811 (crystallographic) and the carbon-black/PVDF domain, g/cm³."""

@@ -9,8 +9,8 @@ from botorch.test_functions.multi_objective import BraninCurrin
 from botorch.utils.multi_objective.hypervolume import Hypervolume
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
-from agent.planners import make_planner
-from twins.space import Categorical, Continuous, Integer, LinearConstraint, ParameterSpace
+from poreloop.agent.planners import make_planner
+from poreloop.twins.space import Categorical, Continuous, Integer, LinearConstraint, ParameterSpace
 
 FAST = {"num_restarts": 4, "raw_samples": 128, "mc_samples": 64}
 SQUARE = ParameterSpace.continuous({"x0": (0.0, 1.0), "x1": (0.0, 1.0)})
@@ -181,7 +181,7 @@ def test_a_recipe_goes_to_the_twin_while_the_twin_is_unsure_of_it_then_to_the_la
 
 
 def test_choose_fidelity_needs_fidelities() -> None:
-    from agent.errors import PlannerError
+    from poreloop.agent.errors import PlannerError
 
     planner = make_planner("bayes", SQUARE, {"y": "max"})
     with pytest.raises(PlannerError, match="needs fidelities"):

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from agent.cli import main
-from twins.manufacturing import TWINS
-from twins.manufacturing.base import Shape
-from twins.microstructure import Microstructure
-from twins.space import Recipe
+from poreloop.agent.cli import main
+from poreloop.twins.manufacturing import TWINS
+from poreloop.twins.manufacturing.base import Shape
+from poreloop.twins.microstructure import Microstructure
+from poreloop.twins.space import Recipe
 
 SCRIPT = Path(sys.executable).with_name("poreloop")
 PORELOOP = str(SCRIPT) if SCRIPT.is_file() else shutil.which("poreloop")
@@ -122,7 +122,7 @@ def test_list_json(capsys: pytest.CaptureFixture[str], toy_twin) -> None:
 
 
 def test_list_of_an_empty_registry(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
-    monkeypatch.setattr("twins.manufacturing.TWINS", {})
+    monkeypatch.setattr("poreloop.twins.manufacturing.TWINS", {})
     assert run(capsys, "twin", "list") == (0, "no twins registered\n", "")
     assert run(capsys, "twin", "list", "--json")[:2] == (0, "[]\n")
 
@@ -385,8 +385,8 @@ RECIPES = sorted((Path(__file__).resolve().parents[2] / "configs" / "recipes").g
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_shipped_recipes_are_valid_for_their_twin(path):
-    from agent.cli import read_recipe
-    from twins import get_twin
+    from poreloop.agent.cli import read_recipe
+    from poreloop.twins import get_twin
 
     get_twin(path.parent.name).space.complete(read_recipe(path))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from poreloop.agent.cli import main
 
 RUN_CLI = "import sys; from agent.cli import main; sys.exit(main(sys.argv[1:]))"
 

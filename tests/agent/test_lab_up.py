@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.cli import main
-from instruments.client import InstrumentClient
-from instruments.errors import InstrumentError
-from instruments.lab_config import load_lab_config, server_command
-from instruments.lab_up import run_lab
+from poreloop.agent.cli import main
+from poreloop.instruments.client import InstrumentClient
+from poreloop.instruments.errors import InstrumentError
+from poreloop.instruments.lab_config import load_lab_config, server_command
+from poreloop.instruments.lab_up import run_lab
 
 RUN_CLI = "import sys; from agent.cli import main; sys.exit(main(sys.argv[1:]))"
 

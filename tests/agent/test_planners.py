@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from agent.errors import PlannerError
-from agent.planners import PLANNERS, make_planner, read_observations
-from twins import get_twin
-from twins.space import ParameterSpace
+from poreloop.agent.errors import PlannerError
+from poreloop.agent.planners import PLANNERS, make_planner, read_observations
+from poreloop.twins import get_twin
+from poreloop.twins.space import ParameterSpace
 
 FAST = {"num_restarts": 2, "raw_samples": 64, "mc_samples": 32, "n_initial": 4}
 """bayes options that keep a test quick but past its space-filling start."""

@@ -8,10 +8,10 @@ import gymnasium
 import numpy as np
 import pytest
 
-import envs  # noqa: F401 -- registers the design envs
-from agent.errors import PlannerError
-from agent.planners import make_planner
-from twins.space import Continuous, LinearConstraint, ParameterSpace
+from poreloop import envs  # noqa: F401 -- registers the design envs
+from poreloop.agent.errors import PlannerError
+from poreloop.agent.planners import make_planner
+from poreloop.twins.space import Continuous, LinearConstraint, ParameterSpace
 
 SQUARE = ParameterSpace.continuous({"x1": (-1.0, 1.0), "x2": (-1.0, 1.0)})
 OPTIMUM = {"x1": 0.3, "x2": -0.4}

@@ -11,11 +11,11 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.env_util import make_vec_env
 
-import envs
-from envs.design import FAILURE_REWARD, DesignEnv, EnvError, Score, design_space
-from twins.errors import TwinError
-from twins.manufacturing import get_twin
-from twins.space import Continuous, LinearConstraint, ParameterSpace
+from poreloop import envs
+from poreloop.envs.design import FAILURE_REWARD, DesignEnv, EnvError, Score, design_space
+from poreloop.twins.errors import TwinError
+from poreloop.twins.manufacturing import get_twin
+from poreloop.twins.space import Continuous, LinearConstraint, ParameterSpace
 
 TINY = {
     "poreloop/ElectrodeDesign-v0": {"size": 12},

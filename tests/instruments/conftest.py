@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from instruments.server import Faults, Server
-from instruments.sim.oven import SimOven
+from poreloop.instruments.server import Faults, Server
+from poreloop.instruments.sim.oven import SimOven
 
 HEARTBEAT_S = 0.05
 TIME_SCALE = 1e-3  # one simulated second is one wall millisecond
@@ -69,7 +69,7 @@ class OvenProcess:
 
 @pytest.fixture
 def oven_process(tmp_path: Path) -> Iterator[Callable[..., OvenProcess]]:
-    """Factory: ``python -m instruments.server`` on a journal in tmp_path; stopped by PID."""
+    """Factory: ``python -m poreloop.instruments.server`` on a journal in tmp_path; stopped by PID."""
     processes: list[subprocess.Popen[str]] = []
     counter_path = tmp_path / "runs.txt"
 
@@ -78,7 +78,7 @@ def oven_process(tmp_path: Path) -> Iterator[Callable[..., OvenProcess]]:
         command = [
             sys.executable,
             "-m",
-            "instruments.server",
+            "poreloop.instruments.server",
             "--instrument=oven",
             f"--options={json.dumps(options)}",
             f"--bind={bind}",

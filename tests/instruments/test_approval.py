@@ -12,18 +12,18 @@ from typing import Any
 
 import pytest
 
-from agent.cli import main
-from instruments.client import InstrumentClient
-from instruments.errors import (
+from poreloop.agent.cli import main
+from poreloop.instruments.client import InstrumentClient
+from poreloop.instruments.errors import (
     ActionFailed,
     DeadlineError,
     ErrorCode,
     InvalidRequest,
     RefusedError,
 )
-from instruments.journal import Journal
-from instruments.server import Server
-from instruments.sim.oven import SimOven
+from poreloop.instruments.journal import Journal
+from poreloop.instruments.server import Server
+from poreloop.instruments.sim.oven import SimOven
 
 HEARTBEAT_S = 0.05
 TIME_SCALE = 1e-3  # one simulated second is one wall millisecond

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from instruments import InstrumentClient
-from instruments.auth import ALLOWED_DIR, Keys, make_keys
-from instruments.errors import InstrumentError, ServerUnreachable
-from instruments.server import Server
-from instruments.sim.oven import SimOven
+from poreloop.instruments import InstrumentClient
+from poreloop.instruments.auth import ALLOWED_DIR, Keys, make_keys
+from poreloop.instruments.errors import InstrumentError, ServerUnreachable
+from poreloop.instruments.server import Server
+from poreloop.instruments.sim.oven import SimOven
 
 from .conftest import HEARTBEAT_S, TIME_SCALE
 

@@ -6,10 +6,10 @@ from typing import ClassVar
 
 import pytest
 
-from instruments.backends import make_instrument
-from instruments.base import Action, Instrument
-from instruments.errors import InstrumentError
-from instruments.sim.oven import DryParams, DryResult, SimOven
+from poreloop.instruments.backends import make_instrument
+from poreloop.instruments.base import Action, Instrument
+from poreloop.instruments.errors import InstrumentError
+from poreloop.instruments.sim.oven import DryParams, DryResult, SimOven
 
 
 class BenchOven(Instrument):

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from instruments import InstrumentClient
-from instruments.errors import ServerUnreachable, UnknownOutcome
-from instruments.server import CRASH_EXIT_CODE
+from poreloop.instruments import InstrumentClient
+from poreloop.instruments.errors import ServerUnreachable, UnknownOutcome
+from poreloop.instruments.server import CRASH_EXIT_CODE
 
 from .conftest import OvenProcess
 

@@ -9,16 +9,16 @@ from typing import ClassVar
 import pytest
 from pydantic import BaseModel
 
-from instruments.base import Action, ActionContext, Instrument
-from instruments.errors import (
+from poreloop.instruments.base import Action, ActionContext, Instrument
+from poreloop.instruments.errors import (
     ErrorCode,
     InstrumentError,
     InvalidRequest,
     ProtocolError,
     RefusedError,
 )
-from instruments.journal import Journal
-from instruments.protocol import (
+from poreloop.instruments.journal import Journal
+from poreloop.instruments.protocol import (
     VERSION,
     Accepted,
     Error,
@@ -29,8 +29,8 @@ from instruments.protocol import (
     decode,
     encode,
 )
-from instruments.sim import make_simulated
-from instruments.sim.oven import DryParams, SimOven
+from poreloop.instruments.sim import make_simulated
+from poreloop.instruments.sim.oven import DryParams, SimOven
 
 MESSAGES: list[Message] = [
     Request(

@@ -14,8 +14,8 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from instruments import InstrumentClient
-from instruments.errors import (
+from poreloop.instruments import InstrumentClient
+from poreloop.instruments.errors import (
     ActionFailed,
     DeadlineError,
     ErrorCode,
@@ -24,10 +24,10 @@ from instruments.errors import (
     RefusedError,
     ServerUnreachable,
 )
-from instruments.journal import Journal
-from instruments.protocol import VERSION, Error, Progress, Request, Result, decode, encode
-from instruments.server import Faults, Server, check_loopback
-from instruments.sim.oven import SimOven
+from poreloop.instruments.journal import Journal
+from poreloop.instruments.protocol import VERSION, Error, Progress, Request, Result, decode, encode
+from poreloop.instruments.server import Faults, Server, check_loopback
+from poreloop.instruments.sim.oven import SimOven
 
 from .conftest import Served
 

@@ -8,15 +8,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from instruments.base import ActionContext, Instrument
-from instruments.client import InstrumentClient
-from instruments.errors import ErrorCode, InvalidRequest, RefusedError
-from instruments.server import Server
-from instruments.sim.inspector import SimInspector
-from instruments.sim.lab import load_sample
-from instruments.sim.robot import SimRobot, crack_probability
-from instruments.sim.xrd import DENSITY_G_CM3, SimXRD
-from twins import get_twin
+from poreloop.instruments.base import ActionContext, Instrument
+from poreloop.instruments.client import InstrumentClient
+from poreloop.instruments.errors import ErrorCode, InvalidRequest, RefusedError
+from poreloop.instruments.server import Server
+from poreloop.instruments.sim.inspector import SimInspector
+from poreloop.instruments.sim.lab import load_sample
+from poreloop.instruments.sim.robot import SimRobot, crack_probability
+from poreloop.instruments.sim.xrd import DENSITY_G_CM3, SimXRD
+from poreloop.twins import get_twin
 
 SMALL = {"particle_radius_um": 2.0}  # five voxels: fits a 32-voxel box
 NO_OFFSETS = {

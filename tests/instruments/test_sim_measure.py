@@ -12,15 +12,15 @@ import pytest
 import tifffile
 from scipy.ndimage import binary_erosion
 
-from instruments.base import ActionContext, Instrument
-from instruments.client import InstrumentClient
-from instruments.errors import ActionFailed, InvalidRequest, RefusedError
-from instruments.server import Server
-from instruments.sim import SIMULATED
-from instruments.sim.cycler import SimCycler
-from instruments.sim.lab import save_sample
-from instruments.sim.tomograph import SimTomograph, scan_microstructure
-from twins import Microstructure, get_twin
+from poreloop.instruments.base import ActionContext, Instrument
+from poreloop.instruments.client import InstrumentClient
+from poreloop.instruments.errors import ActionFailed, InvalidRequest, RefusedError
+from poreloop.instruments.server import Server
+from poreloop.instruments.sim import SIMULATED
+from poreloop.instruments.sim.cycler import SimCycler
+from poreloop.instruments.sim.lab import save_sample
+from poreloop.instruments.sim.tomograph import SimTomograph, scan_microstructure
+from poreloop.twins import Microstructure, get_twin
 
 RATES = [0.5, 2.0, 5.0]
 CRACKS_PER_MM2 = 300.0

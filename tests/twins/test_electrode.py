@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from twins import TwinError
-from twins.manufacturing.electrode import ACTIVE, CBD, PORE, ElectrodeTwin, migration_profile
+from poreloop.twins import TwinError
+from poreloop.twins.manufacturing.electrode import (
+    ACTIVE,
+    CBD,
+    PORE,
+    ElectrodeTwin,
+    migration_profile,
+)
 
 SHAPE = (48, 48, 48)
 BASE = {"voxel_size_um": 0.5}

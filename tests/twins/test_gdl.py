@@ -7,8 +7,8 @@ import pytest
 from scipy import ndimage
 from scipy.stats import vonmises
 
-from twins.errors import TwinError
-from twins.manufacturing.gdl import (
+from poreloop.twins.errors import TwinError
+from poreloop.twins.manufacturing.gdl import (
     BINDER,
     FIBRE,
     PORE,

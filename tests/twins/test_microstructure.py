@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from twins.errors import TwinError
-from twins.microstructure import Microstructure, Provenance
+from poreloop.twins.errors import TwinError
+from poreloop.twins.microstructure import Microstructure, Provenance
 
 ELECTRODE = (
     Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "taufactor" / "electrode.tiff"

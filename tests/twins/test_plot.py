@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
-from twins.errors import TwinError
-from twins.microstructure import Microstructure
-from twins.plot import mid_slices, phase_colours, plot_slices, scale_bar_um
+from poreloop.twins.errors import TwinError
+from poreloop.twins.microstructure import Microstructure
+from poreloop.twins.plot import mid_slices, phase_colours, plot_slices, scale_bar_um
 
 
 @pytest.mark.parametrize(

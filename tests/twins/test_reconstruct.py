@@ -6,9 +6,9 @@ import numpy as np
 import porespy as ps
 import pytest
 
-from twins.critics.morphology import two_point_correlation
-from twins.errors import TwinError
-from twins.manufacturing.reconstruct import (
+from poreloop.twins.critics.morphology import two_point_correlation
+from poreloop.twins.errors import TwinError
+from poreloop.twins.manufacturing.reconstruct import (
     ReconstructionTwin,
     _disjoint_voxels,
     _Lines,
@@ -16,7 +16,7 @@ from twins.manufacturing.reconstruct import (
     _swap_change,
     correlation_error,
 )
-from twins.microstructure import Microstructure
+from poreloop.twins.microstructure import Microstructure
 
 PHASES = {0: "pore", 1: "solid"}
 

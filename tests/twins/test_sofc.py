@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from twins import TwinError
-from twins.critics.morphology import triple_phase_boundary_density
-from twins.manufacturing.sofc import NI, PORE, YSZ, SOFCAnodeTwin
+from poreloop.twins import TwinError
+from poreloop.twins.critics.morphology import triple_phase_boundary_density
+from poreloop.twins.manufacturing.sofc import NI, PORE, YSZ, SOFCAnodeTwin
 
 SHAPE = (64, 64, 64)
 VOXEL_UM = 0.1

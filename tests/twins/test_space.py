@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from twins.errors import TwinError
-from twins.space import Categorical, Continuous, Integer, LinearConstraint, ParameterSpace
+from poreloop.twins.errors import TwinError
+from poreloop.twins.space import Categorical, Continuous, Integer, LinearConstraint, ParameterSpace
 
 
 def mixed_space(*constraints: LinearConstraint) -> ParameterSpace:

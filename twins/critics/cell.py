@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from twins.errors import CriticError
+from poreloop.twins.errors import CriticError
 
 if TYPE_CHECKING:
     import pybamm

@@ -22,11 +22,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from twins.critics.flow import permeability
-from twins.critics.morphology import morphology, phase_key
-from twins.critics.transport import conductivity, tortuosity
-from twins.errors import CriticError, did_you_mean
-from twins.microstructure import Microstructure
+from poreloop.registry import did_you_mean
+from poreloop.twins.critics.flow import permeability
+from poreloop.twins.critics.morphology import morphology, phase_key
+from poreloop.twins.critics.transport import conductivity, tortuosity
+from poreloop.twins.errors import CriticError
+from poreloop.twins.microstructure import Microstructure
 
 AXES = "xyz"
 
@@ -245,7 +246,7 @@ def cell_stage(c_rates: Sequence[float]) -> Stage:
 
     def stage(micro: Microstructure, found: Properties, _: Properties) -> Properties:
         nonlocal model
-        from twins.critics.cell import CellModel
+        from poreloop.twins.critics.cell import CellModel
 
         if math.isinf(found["tau_pore_z"]) or math.isinf(found["tau_solid_z"]):
             raise StageFailed("the pore or the solid does not percolate through the thickness")

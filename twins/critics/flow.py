@@ -50,8 +50,8 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
-from twins.critics.multigrid import SmoothedAggregation
-from twins.errors import CriticError
+from poreloop.twins.critics.multigrid import SmoothedAggregation
+from poreloop.twins.errors import CriticError
 
 DARCY_M2 = 9.869233e-13
 """One darcy in m²."""

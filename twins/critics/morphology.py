@@ -15,8 +15,8 @@ from itertools import combinations
 import numpy as np
 from scipy import ndimage
 
-from twins.errors import CriticError
-from twins.microstructure import Microstructure
+from poreloop.twins.errors import CriticError
+from poreloop.twins.microstructure import Microstructure
 
 AXES = ("x", "y", "z")
 

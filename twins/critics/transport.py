@@ -41,8 +41,8 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 from scipy import ndimage
 
-from twins.critics.multigrid import SmoothedAggregation
-from twins.errors import CriticError
+from poreloop.twins.critics.multigrid import SmoothedAggregation
+from poreloop.twins.errors import CriticError
 
 
 class TransportResult(BaseModel):

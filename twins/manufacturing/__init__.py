@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from twins.errors import TwinError, did_you_mean
-from twins.manufacturing.base import Twin
-from twins.manufacturing.electrode import ElectrodeTwin
-from twins.manufacturing.gdl import GDLTwin
-from twins.manufacturing.reconstruct import ReconstructionTwin
-from twins.manufacturing.sofc import SOFCAnodeTwin
+from poreloop.registry import did_you_mean
+from poreloop.twins.errors import TwinError
+from poreloop.twins.manufacturing.base import Twin
+from poreloop.twins.manufacturing.electrode import ElectrodeTwin
+from poreloop.twins.manufacturing.gdl import GDLTwin
+from poreloop.twins.manufacturing.reconstruct import ReconstructionTwin
+from poreloop.twins.manufacturing.sofc import SOFCAnodeTwin
 
 TWINS: dict[str, type[Twin]] = {
     cls.name: cls for cls in (ElectrodeTwin, GDLTwin, SOFCAnodeTwin, ReconstructionTwin)

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from twins.errors import TwinError
-from twins.microstructure import Microstructure, Provenance
-from twins.space import ParameterSpace, Recipe
+from poreloop.twins.errors import TwinError
+from poreloop.twins.microstructure import Microstructure, Provenance
+from poreloop.twins.space import ParameterSpace, Recipe
 
 Shape = tuple[int, ...]
 

@@ -29,10 +29,10 @@ from scipy import ndimage
 from scipy.optimize import brentq
 from scipy.special import i0e, i1e
 
-from twins.errors import TwinError
-from twins.manufacturing.base import Shape, Twin
-from twins.manufacturing.packing import threshold_to_fraction
-from twins.space import Continuous, LinearConstraint, ParameterSpace, Recipe
+from poreloop.twins.errors import TwinError
+from poreloop.twins.manufacturing.base import Shape, Twin
+from poreloop.twins.manufacturing.packing import threshold_to_fraction
+from poreloop.twins.space import Continuous, LinearConstraint, ParameterSpace, Recipe
 
 PORE, FIBRE, BINDER, PTFE = 0, 1, 2, 3
 

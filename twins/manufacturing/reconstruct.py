@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twins.critics.morphology import two_point_correlation
-from twins.errors import TwinError
-from twins.manufacturing.base import Shape, Twin
-from twins.microstructure import Microstructure
-from twins.space import Continuous, Integer, ParameterSpace, Recipe
+from poreloop.twins.critics.morphology import two_point_correlation
+from poreloop.twins.errors import TwinError
+from poreloop.twins.manufacturing.base import Shape, Twin
+from poreloop.twins.microstructure import Microstructure
+from poreloop.twins.space import Continuous, Integer, ParameterSpace, Recipe
 
 _HOW = (
     "get_twin('reconstruct', reference=Microstructure.load('image.tif')) "

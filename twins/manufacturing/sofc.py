@@ -28,15 +28,15 @@ from typing import ClassVar
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from twins.errors import TwinError
-from twins.manufacturing.base import Shape, Twin
-from twins.manufacturing.packing import (
+from poreloop.twins.errors import TwinError
+from poreloop.twins.manufacturing.base import Shape, Twin
+from poreloop.twins.manufacturing.packing import (
     ellipsoid_field,
     lognormal_radii,
     relax_packing,
     threshold_to_fraction,
 )
-from twins.space import Continuous, LinearConstraint, ParameterSpace, Recipe
+from poreloop.twins.space import Continuous, LinearConstraint, ParameterSpace, Recipe
 
 PORE, NI, YSZ = 0, 1, 2
 

@@ -7,8 +7,14 @@ import numpy as np
 import pybamm
 import pytest
 
-from twins.critics.cell import VAR_PTS, CellModel, ElectrodeInputs, c_rate_tag, electrode_inputs
-from twins.errors import CriticError
+from poreloop.twins.critics.cell import (
+    VAR_PTS,
+    CellModel,
+    ElectrodeInputs,
+    c_rate_tag,
+    electrode_inputs,
+)
+from poreloop.twins.errors import CriticError
 
 CUT_OFF = "event: Minimum voltage [V]"
 # A Chen2020-like positive electrode with 5 % carbon-binder and physical tortuosity factors.

@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from agent.cli import main
-from twins import Microstructure
-from twins.critics.chain import Chain, StageFailed, get_chain, unit_of
-from twins.errors import CriticError
-from twins.manufacturing.electrode import ElectrodeTwin
+from poreloop.agent.cli import main
+from poreloop.twins import Microstructure
+from poreloop.twins.critics.chain import Chain, StageFailed, get_chain, unit_of
+from poreloop.twins.errors import CriticError
+from poreloop.twins.manufacturing.electrode import ElectrodeTwin
 
 
 def channels(shape=(16, 16, 16)) -> Microstructure:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from twins.critics.flow import DARCY_M2, permeability
-from twins.errors import CriticError
-from twins.manufacturing.gdl import GDLTwin
-from twins.manufacturing.packing import relax_packing
+from poreloop.twins.critics.flow import DARCY_M2, permeability
+from poreloop.twins.errors import CriticError
+from poreloop.twins.manufacturing.gdl import GDLTwin
+from poreloop.twins.manufacturing.packing import relax_packing
 
 
 def slit(gap: int) -> np.ndarray:

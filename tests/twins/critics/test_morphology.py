@@ -6,7 +6,7 @@ import porespy
 import pytest
 from scipy import ndimage
 
-from twins.critics.morphology import (
+from poreloop.twins.critics.morphology import (
     ball_dilation,
     connectivity,
     interface_areas_um2,
@@ -16,9 +16,9 @@ from twins.critics.morphology import (
     pore_size_distribution,
     triple_phase_boundary_density,
 )
-from twins.errors import CriticError
-from twins.manufacturing.electrode import ElectrodeTwin
-from twins.microstructure import Microstructure
+from poreloop.twins.errors import CriticError
+from poreloop.twins.manufacturing.electrode import ElectrodeTwin
+from poreloop.twins.microstructure import Microstructure
 
 PORE, NI, YSZ = 0, 1, 2
 

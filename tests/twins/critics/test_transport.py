@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twins.critics import conductivity, tortuosity
-from twins.errors import CriticError, TwinError
-from twins.microstructure import Microstructure
+from poreloop.twins.critics import conductivity, tortuosity
+from poreloop.twins.errors import CriticError, TwinError
+from poreloop.twins.microstructure import Microstructure
 
 SHAPE = (12, 10, 8)
 ELECTRODE = (
