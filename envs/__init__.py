@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import gymnasium
 
-ENVS: dict[str, str] = {
+from poreloop.registry import Registry
+
+_ENTRY_POINTS = {
     "poreloop/ElectrodeDesign-v0": "poreloop.envs.design:ElectrodeDesignEnv",
     "poreloop/GDLDesign-v0": "poreloop.envs.design:GDLDesignEnv",
 }
-
-for _id, _entry_point in ENVS.items():
+for _id, _entry_point in _ENTRY_POINTS.items():
     if _id not in gymnasium.registry:
         gymnasium.register(id=_id, entry_point=_entry_point)
+
+ENVS: Registry[type[gymnasium.Env]] = Registry(
+    "env", gymnasium.error.UnregisteredEnv, dict(_ENTRY_POINTS)
+)
 
 __all__ = ["ENVS"]

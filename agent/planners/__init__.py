@@ -13,7 +13,6 @@ Torch and friends are imported only when a planner that needs them is made.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,22 +26,19 @@ from poreloop.agent.planners.base import (
     check_state,
     read_observations,
 )
-from poreloop.registry import did_you_mean
+from poreloop.registry import Registry
 from poreloop.twins.space import ParameterSpace
 
-PLANNERS: dict[str, str] = {
-    "sobol": "poreloop.agent.planners.baselines:SobolPlanner",
-    "random": "poreloop.agent.planners.baselines:RandomPlanner",
-    "bayes": "poreloop.agent.planners.bayes:BayesPlanner",
-    "rl": "poreloop.agent.planners.rl:RLPlanner",
-}
-
-
-def planner_class(name: str) -> type[Planner]:
-    if name not in PLANNERS:
-        raise PlannerError(f"unknown planner '{name}'{did_you_mean(name, PLANNERS)}")
-    module, attribute = PLANNERS[name].split(":")
-    return getattr(importlib.import_module(module), attribute)
+PLANNERS: Registry[type[Planner]] = Registry(
+    "planner",
+    PlannerError,
+    {
+        "sobol": "poreloop.agent.planners.baselines:SobolPlanner",
+        "random": "poreloop.agent.planners.baselines:RandomPlanner",
+        "bayes": "poreloop.agent.planners.bayes:BayesPlanner",
+        "rl": "poreloop.agent.planners.rl:RLPlanner",
+    },
+)
 
 
 def make_planner(
@@ -77,7 +73,7 @@ def make_planner(
         options = options or dict(state.get("options", {}))
     if name is None or space is None or objectives is None:
         raise PlannerError("make_planner needs a planner name, a ParameterSpace and objectives")
-    planner = planner_class(name)(
+    planner = PLANNERS.lookup(name)(
         space,
         objectives,
         constraints,
@@ -104,6 +100,5 @@ __all__ = [
     "OutcomeConstraint",
     "Planner",
     "make_planner",
-    "planner_class",
     "read_observations",
 ]

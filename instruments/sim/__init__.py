@@ -12,18 +12,18 @@ from poreloop.instruments.sim.oven import SimOven
 from poreloop.instruments.sim.robot import SimRobot
 from poreloop.instruments.sim.tomograph import SimTomograph
 from poreloop.instruments.sim.xrd import SimXRD
-from poreloop.registry import did_you_mean
+from poreloop.registry import Registry
 
-SIMULATED: dict[str, type[Instrument]] = {
-    cls.kind: cls for cls in (SimOven, SimRobot, SimInspector, SimXRD, SimTomograph, SimCycler)
-}
+SIMULATED: Registry[type[Instrument]] = Registry(
+    "simulated instrument",
+    InstrumentError,
+    {cls.kind: cls for cls in (SimOven, SimRobot, SimInspector, SimXRD, SimTomograph, SimCycler)},
+)
 
 
 def make_simulated(kind: str, **options: Any) -> Instrument:
     """The simulated backend of instrument ``kind``, built with its keyword ``options``."""
-    cls = SIMULATED.get(kind)
-    if cls is None:
-        raise InstrumentError(f"no simulated instrument '{kind}'{did_you_mean(kind, SIMULATED)}")
+    cls = SIMULATED.lookup(kind)
     try:
         return cls(**options)
     except TypeError as error:

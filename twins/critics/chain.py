@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from poreloop.registry import did_you_mean
+from poreloop.registry import Registry
 from poreloop.twins.critics.flow import permeability
 from poreloop.twins.critics.morphology import morphology, phase_key
 from poreloop.twins.critics.transport import conductivity, tortuosity
@@ -312,21 +312,16 @@ def _sofc_anode(axes: Sequence[str] = ("z",)) -> Chain:
     return Chain("sofc_anode", stages, objectives, ("pore", "ni", "ysz"))
 
 
-CHAINS: dict[str, Callable[..., Chain]] = {
-    "generic": _generic,
-    "electrode": _electrode,
-    "gdl": _gdl,
-    "sofc_anode": _sofc_anode,
-}
+CHAINS: Registry[Callable[..., Chain]] = Registry(
+    "chain",
+    CriticError,
+    {"generic": _generic, "electrode": _electrode, "gdl": _gdl, "sofc_anode": _sofc_anode},
+)
 
 
 def get_chain(name: str, **options: Any) -> Chain:
     """A fresh chain for a material (``options``: e.g. ``axes=("z", "x")``, ``c_rates``)."""
-    try:
-        make = CHAINS[name]
-    except KeyError:
-        raise CriticError(f"unknown chain '{name}'{did_you_mean(name, CHAINS)}") from None
-    return make(**options)
+    return CHAINS.lookup(name)(**options)
 
 
 __all__ = ["AXES", "CHAINS", "Chain", "ChainResult", "StageFailed", "get_chain", "unit_of"]
