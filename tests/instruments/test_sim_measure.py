@@ -19,7 +19,8 @@ from poreloop.instruments.server import Server
 from poreloop.instruments.sim import SIMULATED
 from poreloop.instruments.sim.cycler import SimCycler
 from poreloop.instruments.sim.lab import save_sample
-from poreloop.instruments.sim.tomograph import SimTomograph, scan_microstructure
+from poreloop.instruments.sim.tomograph import SimTomograph
+from poreloop.instruments.tomography import scan_microstructure
 from poreloop.twins import Microstructure, get_twin
 
 RATES = [0.5, 2.0, 5.0]
