@@ -146,9 +146,14 @@ def segment(grey: np.ndarray, n_phases: int = 3) -> np.ndarray:
 def scan_microstructure(path: str | Path) -> Microstructure:
     """An electrode scan file segmented back into a Microstructure (pore, active, cbd)."""
     grey, voxel_size_um = read_scan(path)
+    return segment_electrode(grey, voxel_size_um, source=str(path))
+
+
+def segment_electrode(grey: np.ndarray, voxel_size_um: float, source: str = "") -> Microstructure:
+    """An electrode grey stack ``(nx, ny, nz)`` as a Microstructure of pore, active and cbd."""
     classes = segment(grey, len(ELECTRODE_GREY_ORDER))
     ids = {name: pid for pid, name in ELECTRODE_PHASES.items()}
     to_id = np.array([ids[name] for name in ELECTRODE_GREY_ORDER], dtype=np.uint8)
     return Microstructure(
-        to_id[classes], voxel_size_um, ELECTRODE_PHASES, Provenance(source=str(path))
+        to_id[classes], voxel_size_um, ELECTRODE_PHASES, Provenance(source=source)
     )
