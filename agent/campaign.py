@@ -1,0 +1,493 @@
+"""The closed loop of Fig. 13 of the review, as one object a lab leaves running overnight.
+
+Each iteration:
+
+1. propose   the planner asks for a screening batch (at the twin fidelity);
+2. screen    twins generate the structures and critic chains score them on Ray; the scores
+             are told to the planner at fidelity ``twin``;
+3. select    the planner's acquisition at the lab fidelity picks ``k`` recipes (a batch, so
+             they differ; never one already pending or measured);
+4. lab       the samples go robot → inspector → tomograph (→ segmented, scored by the
+             critics) → cycler on the lab pipeline's threads, while the next batch screens;
+5. feedback  finished samples are told at fidelity ``lab`` (a cracked one as failed, with its
+             reason); the twin–lab discrepancy is kept per objective and structure metric;
+6. calibrate the twin's process offsets are fitted to the scans; later screening generates
+             what the lab will make of a recipe.
+
+Everything is journalled in ``agent.store`` before it is acted on, so ``resume=True`` after a
+``kill -9`` goes on where the campaign stopped: screened results and lab results are kept, and
+samples in flight continue under their recorded idempotency keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poreloop.agent.calibration import Calibration, ScannedSample, fit, structure_metrics
+from poreloop.agent.config import RESOLUTION, CampaignConfig, ConfigError
+from poreloop.agent.store import FINAL, Store
+
+log = logging.getLogger("poreloop.campaign")
+
+LAB_FIDELITY_COST = 50.0
+"""What a lab sample costs against one twin screening, for the multi-fidelity planner."""
+PURPOSES = ("screen", "lab", "check")
+"""Why the twin made a structure (see ``agent.store``); also part of its seed."""
+POLL_S = 0.5
+"""How often the campaign looks at the lab while it has nothing else to do."""
+SCAN_EXPOSURE_S = 1.0
+
+
+@dataclass
+class Progress:
+    """What a person watching the campaign sees; ``waiting`` lists held robot motions."""
+
+    iteration: int = 0
+    screened: int = 0
+    lab: dict[str, int] = field(default_factory=dict)
+    best: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, float] = field(default_factory=dict)
+    waiting: list[str] = field(default_factory=list)
+    message: str = ""
+
+
+class Campaign:
+    """A campaign of ``config`` in ``config.out``; ``resume`` goes on with the one there."""
+
+    def __init__(
+        self,
+        config: CampaignConfig,
+        *,
+        resume: bool = False,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.out = Path(config.out)
+        exists = (self.out / Store.FILE).exists()
+        if resume and not exists:
+            raise ConfigError(f"nothing to resume in {self.out}: it holds no campaign")
+        if exists and not resume:
+            raise ConfigError(
+                f"{self.out} already holds a campaign; add --resume to go on with it, "
+                "or choose another --out"
+            )
+        self.store = Store(self.out)
+        if resume:
+            recorded = CampaignConfig.model_validate(self.store.meta("config"))
+            if config.lab is not None and recorded.lab is not None:
+                recorded.lab.samples = max(recorded.lab.samples, config.lab.samples)
+            config = recorded.model_copy(update={"out": self.out})
+        self.config = config
+        self.on_progress = on_progress or (lambda progress: None)
+        self.progress = Progress()
+        from poreloop.envs.design import design_space
+        from poreloop.twins import get_twin
+
+        self.twin = get_twin(config.twin.name)
+        self.fixed = {RESOLUTION: config.screening.voxel_size_um, **config.twin.fixed}
+        if RESOLUTION not in self.twin.space.names:
+            self.fixed.pop(RESOLUTION)
+        free = config.twin.free or {}
+        self.space = design_space(
+            self.twin.space,
+            {**self.fixed, **self._unfree(free)},
+            bounds={name: bounds for name, bounds in free.items() if bounds is not None},
+        )
+        self.shape = (config.screening.size,) * 3
+        if not resume:
+            self.store.set_meta(
+                config=config.model_dump(mode="json"),
+                campaign_id=uuid.uuid4().hex[:12],
+                state="running",
+                started=time.time(),
+                versions=_versions(),
+            )
+        self.campaign_id = self.store.meta("campaign_id")
+        calibrations = self.store.calibrations()
+        self.calibration = (
+            Calibration(calibrations[-1]["offsets"], **calibrations[-1]["metrics"])
+            if calibrations
+            else Calibration()
+        )
+        self.calibration_id: int | None = calibrations[-1]["id"] if calibrations else None
+
+    def _unfree(self, free: dict[str, Any]) -> dict[str, Any]:
+        """With ``twin.free`` given, every other parameter is held at the twin's default."""
+        if not free:
+            return {}
+        return {
+            p.name: p.default
+            for p in self.twin.space.parameters
+            if p.name not in free and p.name not in self.fixed
+        }
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Run to the end (lab budget spent and every sample back, or the iterations done)."""
+        from poreloop.agent.cluster import ScreeningPool, connect
+
+        config = self.config
+        lock = self.store.hold()
+        self.store.set_meta(state="running")
+        try:
+            with contextlib.ExitStack() as stack:
+                stack.callback(lock.close)
+                stack.enter_context(connect(config.ray.address, config.ray.num_cpus))
+                workers = config.ray.workers or _cpus()
+                self.pool = stack.enter_context(
+                    ScreeningPool(config.twin.name, config.screening.chain, self.shape, workers)
+                )
+                self.lab = stack.enter_context(self._lab()) if config.lab is not None else None
+                self.planner = self._planner()
+                self._loop()
+                self._check_twin_against_lab()
+        except BaseException:
+            self.store.set_meta(state="interrupted")
+            raise
+        self.store.set_meta(state="finished", finished=time.time())
+        from poreloop.agent.report import status, write_report
+
+        write_report(self.out)
+        return status(self.out)
+
+    def _loop(self) -> None:
+        config = self.config
+        iteration = int(self.store.meta("iteration", 0))
+        while True:
+            self._absorb_lab()
+            screening_left = iteration < config.iterations and config.screening.batch > 0
+            if self._lab_done(iteration) and not screening_left:
+                return
+            if iteration < config.iterations:
+                iteration += 1
+                self.progress.iteration = iteration
+                if config.screening.batch > 0:
+                    self._screen_batch(iteration)
+                    self._absorb_lab()
+                self._select_for_lab(iteration)
+                self.store.set_meta(iteration=iteration)
+                self._save_planner(iteration)
+            else:
+                time.sleep(POLL_S)
+            self._report_progress()
+
+    def _screen_batch(self, iteration: int) -> None:
+        recipes = self._ask(self.config.screening.batch, fidelity="twin")
+        ids, outcomes = self._screen(iteration, recipes, "screen")
+        self.planner.tell(recipes, outcomes)
+        self.screens_told = max(ids)
+
+    def _select_for_lab(self, iteration: int) -> None:
+        if self.lab is None:
+            return
+        budget = self.config.lab.samples - len(self.store.samples())
+        k = min(self.config.lab.per_iteration, budget)
+        if k <= 0:
+            return
+        recipes = self._ask(k, fidelity="lab")
+        samples = [self.store.add_sample(iteration, {**recipe, **self.fixed}) for recipe in recipes]
+        self._screen(iteration, recipes, "lab", samples)
+        for sample in samples:
+            self.lab.submit(sample)
+        self.store.log("dispatch", f"iteration {iteration}: {k} recipes sent to the lab")
+
+    def _ask(self, n: int, fidelity: str) -> list[dict[str, Any]]:
+        fidelities = getattr(self.planner, "fidelities", None)
+        if fidelities and fidelity in fidelities:
+            return self.planner.ask(n, fidelity=fidelity)
+        return self.planner.ask(n)
+
+    def _screen(
+        self,
+        iteration: int,
+        recipes: list[dict[str, Any]],
+        purpose: str,
+        samples: list[int] | None = None,
+        calibration: Calibration | None = None,
+    ) -> tuple[list[int], list[dict[str, Any]]]:
+        """Screen ``recipes`` with the twin under ``calibration`` (the current one by default);
+        the journal's row ids and the planner's outcomes, in order."""
+        calibration = calibration or self.calibration
+        calibration_id = self.calibration_id if calibration is self.calibration else None
+        seeds = np.random.SeedSequence(
+            [self.config.seed, iteration, PURPOSES.index(purpose)]
+        ).generate_state(len(recipes))
+        jobs = [
+            (
+                index,
+                calibration.apply({**recipe, **self.fixed}, self.twin.name, self.twin.space),
+                int(seed),
+                {},
+            )
+            for index, (recipe, seed) in enumerate(zip(recipes, seeds, strict=True))
+        ]
+        results = sorted(self.pool.screen(jobs), key=lambda result: result.key)
+        rows, outcomes = [], []
+        for index, (recipe, seed, result) in enumerate(zip(recipes, seeds, results, strict=True)):
+            properties = dict(result.properties) if not result.failed else {}
+            rows.append(
+                {
+                    "recipe": {**recipe, **self.fixed},
+                    "sample": samples[index] if samples else None,
+                    "seed": int(seed),
+                    "calibration": calibration_id,
+                    "failed": result.failed,
+                    "reason": result.reason,
+                    "properties": properties,
+                }
+            )
+            outcomes.append(self._outcome(properties, result.reason, "twin"))
+        ids = self.store.add_screens(iteration, rows, purpose)
+        self.progress.screened += len(rows)
+        return ids, outcomes
+
+    def _outcome(
+        self, values: dict[str, float], reason: str | None, fidelity: str
+    ) -> dict[str, Any]:
+        """A planner outcome from measured values: objectives and constrained outcomes, or
+        failed with the reason (also when a value is missing or not finite)."""
+        needed = [*self.config.objectives, *(c.split()[0] for c in self.config.constraints)]
+        bad = [name for name in needed if not math.isfinite(values.get(name, math.nan))]
+        if reason or bad:
+            why = reason or f"no finite value for {bad}"
+            return {"failed": True, "reason": why, "fidelity": fidelity}
+        return {**{name: float(values[name]) for name in needed}, "fidelity": fidelity}
+
+    # --- the lab ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lab(self) -> Iterator[Any]:
+        from poreloop.agent.lab import LabPipeline
+
+        settings = self.config.lab
+        with contextlib.ExitStack() as stack:
+            if settings.simulated is not None:
+                from poreloop.instruments.lab_config import load_lab_config
+                from poreloop.instruments.lab_up import serving
+
+                lab_config = load_lab_config(settings.simulated)
+                endpoints = stack.enter_context(serving(lab_config, lab_dir=self.out / "lab"))
+            else:
+                endpoints = settings.endpoints
+            pipeline = LabPipeline(
+                self.store,
+                self.campaign_id,
+                endpoints,
+                measure=self._measure,
+                objectives=self.config.objectives,
+                scan_voxel_size_um=self.config.screening.voxel_size_um,
+                c_rates=_c_rates(self.config.objectives),
+                timeout_s=settings.timeout_s,
+                holder=settings.holder,
+                keys=settings.keys,
+            )
+            stack.callback(pipeline.close)
+            for sample in self.store.samples():
+                if sample["stage"] not in FINAL:
+                    self.store.log(
+                        "resume", f"sample {sample['id']} goes on from {sample['stage']}"
+                    )
+                    pipeline.submit(sample["id"])
+            yield pipeline
+
+    def _measure(self, sample: dict[str, Any], scan: dict[str, Any]) -> dict[str, Any]:
+        """A scan segmented and scored by the critics (runs on the tomograph's thread)."""
+        from poreloop.instruments.tomography import scan_microstructure
+        from poreloop.twins.critics.chain import get_chain
+
+        micro = scan_microstructure(scan["path"])
+        path = self.out / "structures" / f"sample-{sample['id']}.npz"
+        micro.save(path)
+        result = get_chain(self.config.screening.chain).evaluate(
+            micro, thickness_um=sample["recipe"].get("thickness_um")
+        )
+        return {
+            "structure": str(path.relative_to(self.out)),
+            "shape": list(micro.shape),
+            "voxel_size_um": micro.voxel_size_um,
+            "properties": dict(result.properties),
+            "failed": result.failed,
+            "reason": result.reason,
+        }
+
+    def _absorb_lab(self) -> None:
+        """Tell the planner what the lab finished; refit the calibration on new scans."""
+        if self.lab is None:
+            return
+        finished = [self.store.sample(sample) for sample in self.lab.finished()]
+        if any(self._tell_lab(sample) for sample in finished):
+            self._save_planner(int(self.store.meta("iteration", 0)))
+            self._calibrate()
+
+    def _tell_lab(self, sample: dict[str, Any]) -> bool:
+        """Tell a finished sample's lab outcome with the twin's prediction for it; False for
+        an unknown outcome, which is never guessed: it stays pending, so it is never re-made."""
+        if sample["stage"] == "measured":
+            outcome = self._outcome(sample["results"]["outcome"], None, "lab")
+        elif sample["stage"] == "failed":
+            outcome = {"failed": True, "reason": sample["reason"], "fidelity": "lab"}
+        else:
+            return False
+        recipe = {name: sample["recipe"][name] for name in self.space.names}
+        predictions = [
+            row
+            for row in self.store.screens()
+            if row["purpose"] == "lab" and row["sample"] == sample["id"]
+        ]
+        twin = [self._outcome(row["properties"], row["reason"], "twin") for row in predictions[-1:]]
+        self.planner.tell([recipe] * (1 + len(twin)), [*twin, outcome])
+        self.samples_told.append(sample["id"])
+        return True
+
+    def _calibrate(self) -> None:
+        scanned = [
+            ScannedSample(
+                recipe=s["recipe"],
+                metrics=structure_metrics(s["results"]["measured_structure"]["properties"]),
+                shape=tuple(s["results"]["measured_structure"]["shape"]),
+                voxel_size_um=s["results"]["measured_structure"]["voxel_size_um"],
+                scan_voxel_size_um=s["results"]["measured_structure"]["voxel_size_um"],
+                exposure_s=SCAN_EXPOSURE_S,
+                seed=s["id"],
+            )
+            for s in self.store.samples()
+            if "measured_structure" in s["results"]
+            and not s["results"]["measured_structure"]["failed"]
+        ]
+        if len(scanned) <= self.calibration.samples:
+            return
+        calibration = fit(self.twin, scanned, start=self.calibration)
+        if calibration.samples == self.calibration.samples:
+            return
+        self.calibration = calibration
+        self.calibration_id = self.store.add_calibration(
+            int(self.store.meta("iteration", 0)),
+            calibration.offsets,
+            {"misfit": calibration.misfit, "samples": calibration.samples},
+            calibration.samples,
+        )
+        self.store.log("calibration", f"offsets {calibration.offsets} from {len(scanned)} scans")
+
+    def _check_twin_against_lab(self) -> None:
+        """The twin's predictions of every measured sample, with neutral offsets and with the
+        final calibration (the report's before/after), and the best sample's twin structure."""
+        from poreloop.agent.report import best
+
+        measured = [s for s in self.store.samples() if s["stage"] == "measured"]
+        if not measured:
+            return
+        iteration = int(self.store.meta("iteration", 0))
+        recipes = [{name: s["recipe"][name] for name in self.space.names} for s in measured]
+        ids = [s["id"] for s in measured]
+        self._screen(iteration, recipes, "check", ids, Calibration())
+        if self.calibration_id is not None:
+            self._screen(iteration, recipes, "check", ids)
+        top = best(measured, self.config.objectives)
+        chosen = top.get("sample") or top["pareto"][0]["sample"]
+        sample = next(s for s in measured if s["lab_id"] == chosen)
+        scan = sample["results"]["measured_structure"]
+        recipe = self.calibration.apply(sample["recipe"], self.twin.name, self.twin.space)
+        twin = self.twin.generate(recipe, shape=tuple(scan["shape"]), seed=sample["id"])
+        twin.save(self.out / "structures" / f"twin-{sample['id']}.npz")
+
+    def _lab_done(self, iteration: int) -> bool:
+        if self.lab is None:
+            return True
+        samples = self.store.samples()
+        in_flight = any(s["stage"] not in FINAL for s in samples)
+        budget_spent = len(samples) >= self.config.lab.samples
+        return not in_flight and (budget_spent or iteration >= self.config.iterations)
+
+    # --- the planner --------------------------------------------------------------------------
+
+    def _planner(self) -> Any:
+        from poreloop.agent.planners import make_planner
+
+        state, self.screens_told = self.store.planner_state()
+        self.samples_told: list[int] = []
+        if state is not None:
+            planner = make_planner(state=state)
+        else:
+            config = self.config
+            multi = config.lab is not None and config.screening.batch > 0
+            planner = make_planner(
+                config.planner.name,
+                self.space,
+                objectives=config.objectives,
+                constraints=config.constraints,
+                seed=config.seed,
+                fidelities={"twin": 1.0, "lab": LAB_FIDELITY_COST} if multi else None,
+                **config.planner.options,
+            )
+        self.planner = planner
+        self._replay_untold()
+        return planner
+
+    def _replay_untold(self) -> None:
+        """What was journalled after the planner's state was last saved (a crash in between):
+        screenings beyond ``screens_told``, and lab samples that finished but were not told."""
+        missed = [
+            row
+            for row in self.store.screens()
+            if row["purpose"] == "screen" and row["id"] > self.screens_told
+        ]
+        if missed:
+            self.planner.tell(
+                [{name: row["recipe"][name] for name in self.space.names} for row in missed],
+                [self._outcome(row["properties"], row["reason"], "twin") for row in missed],
+            )
+            self.screens_told = missed[-1]["id"]
+        for sample in self.store.samples():
+            if not sample["told"]:
+                self._tell_lab(sample)
+
+    def _save_planner(self, iteration: int) -> None:
+        self.store.save_planner(
+            iteration, self.planner.state(), self.screens_told, self.samples_told
+        )
+        self.samples_told = []
+
+    def _report_progress(self) -> None:
+        samples = self.store.samples()
+        counts: dict[str, int] = {}
+        for sample in samples:
+            counts[sample["stage"]] = counts.get(sample["stage"], 0) + 1
+        self.progress.lab = counts
+        self.progress.calibration = dict(self.calibration.offsets)
+        self.on_progress(self.progress)
+
+
+def _c_rates(objectives: dict[str, str]) -> tuple[float, ...]:
+    """The C-rates a rate test must run for the objectives (``..._1c``, ``..._3c``, ``..._0p5c``)."""
+    rates = {1.0}
+    for name in objectives:
+        tag = name.rsplit("_", 1)[-1]
+        if tag.endswith("c") and tag[:-1].replace("p", "").isdigit():
+            rates.add(float(tag[:-1].replace("p", ".")))
+    return tuple(sorted(rates))
+
+
+def _cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("poreloop", "numpy", "scipy", "torch", "botorch", "ray", "pybamm", "pyzmq"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[package] = version(package)
+    return found

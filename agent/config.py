@@ -1,0 +1,262 @@
+"""A campaign's config: strict pydantic models read from YAML.
+
+    twin:      which twin, which parameters are free (bounds may be narrowed), the rest fixed
+    screening: critic chain, box size and voxel size (a resolution, never a design variable)
+    objectives, constraints, planner, lab (simulated or running), ray, seeds, output folder
+
+``load_config`` reports every problem at once, one line each (file, field, what is wrong), as a
+``ConfigError``; the CLI prints it and exits 2 before anything starts. The config that ran is
+written to the run folder with the seeds and package versions (``CampaignConfig.record``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from poreloop.agent.errors import AgentError
+from poreloop.registry import did_you_mean
+
+RESOLUTION = "voxel_size_um"
+"""The twin parameter that is a resolution: set by ``screening.voxel_size_um``, never free."""
+
+MIN_PARTICLE_VOXELS = 1.5
+"""Smallest particle radius, in voxels, that a screening box resolves as a particle."""
+
+
+class ConfigError(AgentError):
+    """A campaign config that cannot run; one line per problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TwinConfig(_Strict):
+    """The manufacturing twin and its design variables."""
+
+    name: str = Field(default="li_ion_electrode", description="a registered twin")
+    free: dict[str, tuple[float, float] | None] | None = Field(
+        default=None,
+        description="parameters the planner moves, each with narrowed [low, high] bounds or null "
+        "for the twin's own; omitted: every parameter but the resolution",
+    )
+    fixed: dict[str, float | str] = Field(
+        default_factory=dict, description="parameters held at a value for the whole campaign"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_twin(cls, name: str) -> str:
+        from poreloop.twins.manufacturing import TWINS
+
+        if name not in TWINS:
+            raise ValueError(f"unknown twin '{name}'{did_you_mean(name, TWINS)}")
+        return name
+
+
+class ScreeningConfig(_Strict):
+    """The digital space: how many recipes per iteration, scored by which chain at what size."""
+
+    chain: str = Field(default="electrode", description="a registered critic chain")
+    size: PositiveInt = Field(default=48, description="edge of the screening box, voxels")
+    voxel_size_um: float = Field(default=0.5, gt=0, description="screening resolution, um")
+    batch: PositiveInt = Field(default=64, description="recipes screened per iteration")
+
+    @field_validator("chain")
+    @classmethod
+    def _known_chain(cls, name: str) -> str:
+        from poreloop.twins.critics.chain import CHAINS
+
+        if name not in CHAINS:
+            raise ValueError(f"unknown chain '{name}'{did_you_mean(name, CHAINS)}")
+        return name
+
+
+class PlannerConfig(_Strict):
+    name: Literal["bayes", "rl", "sobol", "random"] = "bayes"
+    options: dict[str, Any] = Field(default_factory=dict, description="the planner's options")
+
+
+class CycleLifeConfig(_Strict):
+    top: int = Field(default=0, ge=0, description="cycle-life test the best N lab samples")
+    cycles: PositiveInt = 500
+    c_rate: float = Field(default=1.0, gt=0)
+
+
+class LabSettings(_Strict):
+    """The lab: a simulated one the campaign serves itself, or endpoints of a running lab."""
+
+    simulated: Path | None = Field(
+        default=None,
+        description="a lab.yaml whose instruments the campaign serves itself, state under OUT/lab",
+    )
+    endpoints: dict[str, str] | None = Field(
+        default=None, description="kind -> tcp:// endpoint of a running lab's instruments"
+    )
+    keys: Path | None = Field(default=None, description="CurveZMQ client keys DIR")
+    samples: PositiveInt = Field(default=12, description="lab budget: samples fabricated")
+    per_iteration: int = Field(default=3, ge=1, le=8, description="k recipes sent per iteration")
+    timeout_s: float = Field(default=600.0, gt=0, description="longest wait for one action")
+    cycle_life: CycleLifeConfig = Field(default_factory=CycleLifeConfig)
+    holder: str = Field(default="poreloop-campaign", description="lease holder name")
+
+    @model_validator(mode="after")
+    def _one_lab(self) -> LabSettings:
+        if (self.simulated is None) == (self.endpoints is None):
+            raise ValueError("give exactly one of lab.simulated (a lab.yaml) or lab.endpoints")
+        if self.endpoints is not None:
+            missing = sorted({"robot", "inspector", "tomograph", "cycler"} - set(self.endpoints))
+            if missing:
+                raise ValueError(f"lab.endpoints lacks {missing}")
+        return self
+
+
+class RayConfig(_Strict):
+    address: str | None = Field(
+        default=None, description="join this Ray cluster (or RAY_ADDRESS); none: a local Ray"
+    )
+    num_cpus: PositiveInt | None = Field(default=None, description="local Ray size; none: cores")
+    workers: PositiveInt | None = Field(
+        default=None, description="twin and critic actors each; none: one per CPU"
+    )
+
+
+class CampaignConfig(_Strict):
+    """Everything a campaign needs; ``lab: null`` is a digital-only campaign."""
+
+    name: str = "campaign"
+    seed: int = 0
+    iterations: PositiveInt = Field(default=10, description="screening iterations at most")
+    twin: TwinConfig = Field(default_factory=TwinConfig)
+    screening: ScreeningConfig = Field(default_factory=ScreeningConfig)
+    objectives: dict[str, Literal["max", "min"]] = Field(min_length=1)
+    constraints: list[str] = Field(default_factory=list)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    lab: LabSettings | None = None
+    ray: RayConfig = Field(default_factory=RayConfig)
+    out: Path = Path("runs/campaign")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CampaignConfig:
+        from poreloop.twins.manufacturing import TWINS
+
+        space = TWINS[self.twin.name].space
+        problems = []
+        named = {**(self.twin.free or {}), **self.twin.fixed}
+        for name in named:
+            if name not in space.names:
+                problems.append(
+                    f"twin: unknown parameter '{name}' of {self.twin.name}"
+                    f"{did_you_mean(name, space.names)}"
+                )
+        if RESOLUTION in (self.twin.free or {}) or RESOLUTION in self.twin.fixed:
+            problems.append(
+                f"twin: {RESOLUTION} is the screening resolution, not a design variable; "
+                "set screening.voxel_size_um instead"
+            )
+        both = sorted(set(self.twin.free or {}) & set(self.twin.fixed))
+        if both:
+            problems.append(f"twin: {both} are both free and fixed; choose one")
+        for name, bounds in (self.twin.free or {}).items():
+            if bounds is None or name not in space.names:
+                continue
+            low, high = bounds
+            p = space[name]
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                problems.append(f"twin.free.{name}: expected low < high, got [{low}, {high}]")
+            elif low < p.low or high > p.high:
+                problems.append(
+                    f"twin.free.{name}: [{low}, {high}] leaves the twin's bounds "
+                    f"[{p.low}, {p.high}]; narrow them, never widen"
+                )
+        if RESOLUTION in space.names:
+            self._check_resolution(space, problems)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _check_resolution(self, space: Any, problems: list[str]) -> None:
+        """The voxel size must resolve the smallest particle the planner may ask for."""
+        voxel = self.screening.voxel_size_um
+        if "particle_radius_um" in space.names:
+            bounds = (self.twin.free or {}).get("particle_radius_um")
+            fixed = self.twin.fixed.get("particle_radius_um")
+            smallest = (
+                float(fixed)
+                if fixed is not None
+                else bounds[0]
+                if bounds
+                else space["particle_radius_um"].low
+            )
+            if smallest < MIN_PARTICLE_VOXELS * voxel:
+                problems.append(
+                    f"screening.voxel_size_um: {voxel} um cannot resolve particles of radius "
+                    f"{smallest} um (needs <= {smallest / MIN_PARTICLE_VOXELS:.3g}); "
+                    "refine the voxels or narrow twin.free.particle_radius_um"
+                )
+        p = space[RESOLUTION]
+        if not p.low <= voxel <= p.high:
+            problems.append(f"screening.voxel_size_um: expected {p.low}..{p.high} um, got {voxel}")
+
+
+def load_config(path: str | Path, **overrides: Any) -> CampaignConfig:
+    """The campaign config in YAML file ``path``, with top-level ``overrides`` (e.g. ``out``).
+
+    Raises ConfigError listing every problem, one per line: ``FILE: field: what is wrong``.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read ({' '.join(str(error).split())})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    data.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        config = CampaignConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError("\n".join(_problems(path, error))) from None
+    if config.lab is not None and config.lab.simulated is not None:
+        lab = path.parent / config.lab.simulated  # relative to the config file
+        if not lab.is_file():
+            raise ConfigError(f"{path}: lab.simulated: no lab config at {lab}")
+        config.lab.simulated = lab
+    return config
+
+
+def _problems(path: Path, error: ValidationError) -> list[str]:
+    """One line per schema failure: file, dotted field, message (nested model errors split)."""
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"])
+        prefix = f"{path}: {where}: " if problem["loc"] else f"{path}: "
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            known = _fields_at(problem["loc"][:-1])
+            message = f"unknown setting{did_you_mean(str(problem['loc'][-1]), known)}"
+        lines.extend(prefix + line for line in message.splitlines())
+    return lines
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The settings the model at ``loc`` (a path into CampaignConfig) accepts."""
+    model: Any = CampaignConfig
+    for part in loc:
+        annotation = model.model_fields[part].annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        model = next(c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel))
+    return list(model.model_fields)

@@ -1,0 +1,243 @@
+"""The campaign's side of the lab: samples flow robot → inspector → tomograph → cycler.
+
+One thread per station, each with its own ``InstrumentClient``, so the robot makes the next
+sample while the tomograph scans the last one and the campaign screens the next batch. Every
+call is journalled in the ``Store`` under a key made of the campaign id, the sample and the
+action BEFORE it is sent: a resumed campaign re-asks under the same key and the instrument's
+own journal replays the outcome, so nothing is fabricated twice. An ``UnknownOutcome`` (the
+instrument died mid-action) marks the sample ``unknown``, never re-made; an instrument that is
+down is re-asked under the same key until ``lab.timeout_s`` runs out, then its sample fails.
+
+What a station learns goes to the store; finished samples (measured, failed, unknown) are
+handed to the campaign through ``finished()`` on its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from poreloop.agent.store import FINAL, Store
+
+log = logging.getLogger("poreloop.lab")
+
+RETRY_PAUSE_S = 1.0
+"""Pause between re-asks of an instrument that did not answer."""
+
+
+class SampleEnded(Exception):
+    """A sample leaves the pipeline early: ``stage`` is failed or unknown, with the reason."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(reason)
+        self.stage = stage
+        self.reason = reason
+
+
+class LabPipeline:
+    """Lab samples in flight. ``measure``: (sample row, scan result) -> structure metrics and
+    predicted objectives of the measured structure (segmentation and critics, the campaign's).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        campaign_id: str,
+        endpoints: Mapping[str, str],
+        *,
+        measure: Callable[[dict[str, Any], dict[str, Any]], dict[str, float]],
+        objectives: Mapping[str, str],
+        scan_voxel_size_um: float,
+        c_rates: tuple[float, ...],
+        timeout_s: float,
+        holder: str,
+        keys: Path | None = None,
+    ) -> None:
+        self.store = store
+        self.campaign_id = campaign_id
+        self.endpoints = dict(endpoints)
+        self.measure = measure
+        self.objectives = dict(objectives)
+        self.scan_voxel_size_um = scan_voxel_size_um
+        self.c_rates = c_rates
+        self.timeout_s = timeout_s
+        self.holder = holder
+        self.keys = keys
+        self._stop = threading.Event()
+        self._done: queue.Queue[int] = queue.Queue()
+        self._inboxes: dict[str, queue.Queue[int]] = {name: queue.Queue() for name in STATIONS}
+        self._threads = [
+            threading.Thread(target=self._serve, args=(name,), name=f"lab-{name}", daemon=True)
+            for name in STATIONS
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # --- the campaign's view ------------------------------------------------------------------
+
+    def submit(self, sample: int) -> None:
+        """Start (or, after a resume, continue) a sample at the station its stage calls for."""
+        stage = self.store.sample(sample)["stage"]
+        self._inboxes[NEXT_STATION[stage]].put(sample)
+
+    def finished(self) -> list[int]:
+        """Samples that ended (measured, failed, unknown) since the last call."""
+        ended = []
+        while True:
+            try:
+                ended.append(self._done.get_nowait())
+            except queue.Empty:
+                return ended
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.timeout_s)
+
+    # --- stations -----------------------------------------------------------------------------
+
+    def _serve(self, name: str) -> None:
+        from poreloop.instruments import InstrumentClient
+        from poreloop.instruments.auth import Keys
+
+        keys = Keys.for_client(self.keys) if self.keys is not None else None
+        client = InstrumentClient(
+            self.endpoints[name], instrument=name, holder=self.holder, keys=keys
+        )
+        inbox = self._inboxes[name]
+        try:
+            while not self._stop.is_set():
+                try:
+                    sample = inbox.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                row = self.store.sample(sample)
+                try:
+                    following = STATIONS[name](self, client, row)
+                except SampleEnded as ended:
+                    self.store.update_sample(sample, ended.stage, reason=ended.reason)
+                    self.store.log(ended.stage, f"sample {sample}: {ended.reason}")
+                    following = None
+                except Exception as error:  # a bug must not leave the sample hanging
+                    log.exception("lab station %s failed on sample %s", name, sample)
+                    reason = f"{name}: {type(error).__name__}: {error}"
+                    self.store.update_sample(sample, "failed", reason=reason)
+                    following = None
+                if following is None:
+                    if self.store.sample(sample)["stage"] in FINAL:
+                        self._done.put(sample)
+                else:
+                    self._inboxes[following].put(sample)
+        finally:
+            client.close()
+
+    def call(self, client: Any, sample: int, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """``action`` on the station's instrument, exactly once across crashes and resumes."""
+        from poreloop.instruments.errors import (
+            DeadlineError,
+            InstrumentError,
+            ServerUnreachable,
+            UnknownOutcome,
+        )
+
+        instrument = client.instrument
+        key = f"{self.campaign_id}-s{sample}-{instrument}-{action}"
+        earlier = self.store.begin_dispatch(key, sample, instrument, action, params)
+        if earlier is not None and earlier["state"] == "done":
+            return earlier["outcome"]
+        if earlier is not None and earlier["state"] in ("failed", "unknown"):
+            raise SampleEnded(earlier["state"], earlier["outcome"])
+        give_up = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                outcome = client.call(action, params, timeout=self.timeout_s, idempotency_key=key)
+            except UnknownOutcome as error:
+                reason = f"{instrument}.{action} outcome unknown (the instrument died mid-action): {error}"
+                self.store.end_dispatch(key, "unknown", reason)
+                raise SampleEnded("unknown", reason) from None
+            except (ServerUnreachable, DeadlineError) as error:
+                if time.monotonic() < give_up and not self._stop.is_set():
+                    self.store.log("instrument", f"{instrument} did not answer; re-asking: {error}")
+                    time.sleep(RETRY_PAUSE_S)
+                    continue
+                reason = f"{instrument}.{action}: no answer within {self.timeout_s:.0f} s ({error})"
+                self.store.end_dispatch(key, "unknown", reason)
+                raise SampleEnded("unknown", reason) from None
+            except InstrumentError as error:
+                reason = f"{instrument}.{action} refused or failed: {error}"
+                self.store.end_dispatch(key, "failed", reason)
+                raise SampleEnded("failed", reason) from None
+            self.store.end_dispatch(key, "done", outcome)
+            return outcome
+
+
+def _fabricate(lab: LabPipeline, client: Any, row: dict[str, Any]) -> str:
+    made = lab.call(client, row["id"], "fabricate", row["recipe"])
+    lab.store.update_sample(
+        row["id"], "fabricated", {"robot_status": made["status"]}, lab_id=made["sample_id"]
+    )
+    return "inspector"
+
+
+def _inspect(lab: LabPipeline, client: Any, row: dict[str, Any]) -> str:
+    seen = lab.call(client, row["id"], "inspect", {"sample_id": row["lab_id"]})
+    lab.store.update_sample(row["id"], "inspected", {"inspection": seen})
+    robot_status = row["results"].get("robot_status", "ok")
+    if robot_status != "ok" or not seen["passed"]:
+        raise SampleEnded(
+            "failed",
+            f"{robot_status if robot_status != 'ok' else 'rejected by inspection'}: "
+            f"{seen['cracks_per_mm2']:.0f} cracks/mm², "
+            f"{seen['delamination_fraction']:.0%} delaminated, "
+            f"{seen['pinholes_per_cm2']:.0f} pinholes/cm²",
+        )
+    return "tomograph"
+
+
+def _scan(lab: LabPipeline, client: Any, row: dict[str, Any]) -> str:
+    scan = lab.call(
+        client,
+        row["id"],
+        "scan",
+        {"sample_id": row["lab_id"], "voxel_size_um": lab.scan_voxel_size_um},
+    )
+    measured = lab.measure(row, scan)
+    lab.store.update_sample(row["id"], "scanned", {"scan": scan, "measured_structure": measured})
+    return "cycler"
+
+
+def _rate_test(lab: LabPipeline, client: Any, row: dict[str, Any]) -> None:
+    test = lab.call(
+        client, row["id"], "rate_test", {"sample_id": row["lab_id"], "c_rates": list(lab.c_rates)}
+    )
+    outcome = {
+        name: test["objectives"][name] for name in lab.objectives if name in test["objectives"]
+    }
+    missing = sorted(set(lab.objectives) - set(outcome))
+    if missing:
+        raise SampleEnded("failed", f"the cycler's rate test reported no {missing}")
+    lab.store.update_sample(row["id"], "measured", {"rate_test": test, "outcome": outcome})
+    return None
+
+
+Station = Callable[[LabPipeline, Any, dict[str, Any]], "str | None"]
+"""(pipeline, client, sample row) -> the next station's instrument, or None when done."""
+
+STATIONS: dict[str, Station] = {
+    "robot": _fabricate,
+    "inspector": _inspect,
+    "tomograph": _scan,
+    "cycler": _rate_test,
+}
+NEXT_STATION = {
+    "selected": "robot",
+    "fabricated": "inspector",
+    "inspected": "tomograph",
+    "scanned": "cycler",
+}
+"""Where a sample in each unfinished stage goes next (also after a resume)."""
