@@ -74,6 +74,9 @@ class Microstructure:
         counts = np.bincount(self.labels.ravel(), minlength=256) / self.labels.size
         return {name: float(counts[pid]) for pid, name in sorted(self.phases.items())}
 
+    SUFFIXES = (".tif", ".tiff", ".npz")
+    """The files ``save`` writes and ``load`` reads."""
+
     def save(self, path: str | Path) -> Path:
         """Write ``.tif``/``.tiff`` (ImageJ stack) or ``.npz``, chosen by the suffix."""
         path = Path(path)
@@ -180,3 +183,11 @@ def _as_labels(labels: np.ndarray, path: Path) -> np.ndarray:
             "expected a segmented label image"
         )
     return labels.astype(np.uint8)
+
+
+def check_writable(path: Path, suffixes: tuple[str, ...] = ()) -> None:
+    """Fail before the work, not after it, on an output path that cannot be written."""
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise TwinError(f"cannot write '{path}': expected a suffix {', '.join(suffixes)}")
+    if not path.parent.is_dir():
+        raise TwinError(f"cannot write '{path}': no directory '{path.parent}'; create it first")

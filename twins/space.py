@@ -8,6 +8,8 @@ the unit cube, where planners work.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -114,6 +116,38 @@ class Categorical(_Parameter):
 
 
 Parameter = Annotated[Continuous | Integer | Categorical, Field(discriminator="kind")]
+
+
+def _parse_value(name: str, kind: str, text: str) -> Value:
+    """Text → int/float for numeric kinds, str for a categorical one."""
+    if kind == "categorical":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        expected = "an integer" if kind == "integer" else "a number"
+        raise TwinError(f"parameter '{name}' expects {expected}, got '{text}'") from None
+
+
+def read_recipe(path: str | Path) -> dict[str, Value]:
+    """A recipe file: a YAML mapping of parameter names to values (checked by a space)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise TwinError(f"cannot read recipe '{path}': {exc}") from None
+    if not isinstance(recipe, dict) or not all(isinstance(k, str) for k in recipe):
+        raise TwinError(
+            f"recipe '{path}' must be a YAML mapping of parameter names to values, "
+            f"got {type(recipe).__name__}"
+        )
+    return recipe
 
 
 def _check_bounds(p: Continuous | Integer, value: float) -> None:
@@ -233,6 +267,17 @@ class ParameterSpace(BaseModel):
                     f"(left-hand side = {c.value(checked):.6g})"
                 )
         return checked
+
+    def parse(self, values: Sequence[tuple[str, str]]) -> dict[str, Value]:
+        """``name=text`` pairs (a command line's ``--set``) → a partial recipe, each text read
+        by its parameter's kind; bounds are left to ``validate``."""
+        recipe: dict[str, Value] = {}
+        for name, text in values:
+            parameter = self[name]
+            if name in recipe:
+                raise TwinError(f"parameter '{name}' is set twice; give each --set once")
+            recipe[name] = _parse_value(parameter.name, parameter.kind, text)
+        return recipe
 
     def complete(self, recipe: dict[str, Any] | None = None) -> Recipe:
         """Fill the parameters the recipe leaves out with their defaults, then validate."""

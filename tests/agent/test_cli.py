@@ -72,7 +72,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], toy_twin, argv:
     code, out, err = run(capsys, *argv)
     assert code == 2
     assert out == ""
-    assert "usage: poreloop" in err
+    assert err.startswith("poreloop: error: ") and err.count("\n") == 1  # one line, no usage dump
 
 
 # --- twin list --------------------------------------------------------------------------
@@ -378,17 +378,6 @@ def test_help_and_list_do_not_import_matplotlib() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
     )
     assert done.stderr.strip() == "[0, False, 0, False]"
-
-
-RECIPES = sorted((Path(__file__).resolve().parents[2] / "configs" / "recipes").glob("*/*.yaml"))
-
-
-@pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_shipped_recipes_are_valid_for_their_twin(path):
-    from poreloop.agent.cli import read_recipe
-    from poreloop.twins import get_twin
-
-    get_twin(path.parent.name).space.complete(read_recipe(path))
 
 
 def test_generate_reads_a_recipe_file_and_set_overrides_it(toy_twin, tmp_path):

@@ -156,3 +156,17 @@ def test_bad_recipes_are_refused_with_a_clear_message(recipe, message):
 def test_box_too_small_for_particles_is_refused():
     with pytest.raises(TwinError, match="enlarge the box"):
         ElectrodeTwin().generate({"particle_radius_um": 8.0, "voxel_size_um": 0.4}, shape=(32,) * 3)
+
+
+def test_describe_lists_every_parameter_with_the_same_keys() -> None:
+    from poreloop.twins.manufacturing.base import PARAMETER_KEYS
+
+    entry = ElectrodeTwin.describe()
+    assert entry["name"] == "li_ion_electrode" and entry["phases"] == {
+        "0": "pore",
+        "1": "active",
+        "2": "cbd",
+    }
+    assert [p["name"] for p in entry["parameters"]] == ElectrodeTwin.space.names
+    assert all(tuple(p) == PARAMETER_KEYS for p in entry["parameters"])
+    assert len(entry["constraints"]) == len(ElectrodeTwin.space.constraints)

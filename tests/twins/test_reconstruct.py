@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import porespy as ps
 import pytest
@@ -197,3 +199,16 @@ def test_reference_without_the_phase_or_all_of_it_is_refused(phase: int) -> None
     labels = np.ones((16, 16), dtype=np.uint8)
     with pytest.raises(TwinError, match=f"phase {phase}"):
         ReconstructionTwin(Microstructure(labels, 1.0, {1: "solid"}), phase=phase)
+
+
+def test_get_twin_takes_a_reference_only_where_the_twin_reproduces_one(
+    reference: Microstructure, tmp_path: Path
+) -> None:
+    from poreloop.twins import get_twin
+    from poreloop.twins.errors import TwinError
+
+    path = reference.save(tmp_path / "micrograph.npz")
+    assert get_twin("reconstruct", reference=path).reference.shape == reference.shape
+    assert get_twin("reconstruct", reference=reference).reference.shape == reference.shape
+    with pytest.raises(TwinError, match="takes no --reference"):
+        get_twin("gdl", reference=path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from poreloop.twins import get_twin
 from poreloop.twins.errors import TwinError
-from poreloop.twins.space import Categorical, Continuous, Integer, LinearConstraint, ParameterSpace
+from poreloop.twins.space import (
+    Categorical,
+    Continuous,
+    Integer,
+    LinearConstraint,
+    ParameterSpace,
+    read_recipe,
+)
 
 
 def mixed_space(*constraints: LinearConstraint) -> ParameterSpace:
@@ -317,3 +326,38 @@ def test_space_round_trips_through_json(space: ParameterSpace) -> None:
     again = ParameterSpace.model_validate_json(space.model_dump_json())
     assert again == space
     assert again["mode"].choices == ("a", "b", "c")
+
+
+# --- recipes from text and files (what the CLI and a campaign read) ---------------------------
+
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "configs" / "recipes").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_recipes_are_valid_for_their_twin(path: Path) -> None:
+    get_twin(path.parent.name).space.complete(read_recipe(path))
+
+
+def test_parse_reads_each_text_by_its_parameters_kind() -> None:
+    space = ParameterSpace(
+        parameters=(
+            Continuous(name="x", low=0.0, high=1.0),
+            Integer(name="n", low=1, high=9),
+            Categorical(name="mode", choices=("a", "b")),
+        )
+    )
+    assert space.parse([("x", "0.5"), ("n", "3"), ("mode", "b")]) == {"x": 0.5, "n": 3, "mode": "b"}
+    with pytest.raises(TwinError, match="parameter 'x' expects a number, got 'half'"):
+        space.parse([("x", "half")])
+    with pytest.raises(TwinError, match="parameter 'x' is set twice"):
+        space.parse([("x", "0.1"), ("x", "0.2")])
+    with pytest.raises(TwinError, match="unknown parameter 'y'"):
+        space.parse([("y", "1")])
+
+
+def test_read_recipe_refuses_what_is_not_a_mapping(tmp_path: Path) -> None:
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(TwinError, match="must be a YAML mapping"):
+        read_recipe(tmp_path / "list.yaml")
+    with pytest.raises(TwinError, match="cannot read recipe"):
+        read_recipe(tmp_path / "absent.yaml")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
 from typing import Any
 
 from poreloop.registry import Registry
@@ -11,6 +13,7 @@ from poreloop.twins.manufacturing.electrode import ElectrodeTwin
 from poreloop.twins.manufacturing.gdl import GDLTwin
 from poreloop.twins.manufacturing.reconstruct import ReconstructionTwin
 from poreloop.twins.manufacturing.sofc import SOFCAnodeTwin
+from poreloop.twins.microstructure import Microstructure
 
 TWINS: Registry[type[Twin]] = Registry(
     "twin",
@@ -19,9 +22,31 @@ TWINS: Registry[type[Twin]] = Registry(
 )
 
 
-def get_twin(name: str, **options: Any) -> Twin:
-    """The twin registered as ``name``, built with ``options``; a suggestion on a miss."""
-    return TWINS.lookup(name)(**options)
+def get_twin(
+    name: str, reference: Microstructure | str | Path | None = None, **options: Any
+) -> Twin:
+    """The twin registered as ``name``, built with ``options``; a suggestion on a miss.
+
+    ``reference`` (a Microstructure or a .tif/.npz file) is the measured structure for twins that reproduce one;
+    a twin that needs one and gets none, or takes none and gets one, is a TwinError.
+    """
+    cls = TWINS.lookup(name)
+    accepted = inspect.signature(cls).parameters.get("reference")
+    if accepted is None:
+        if reference is not None:
+            raise TwinError(
+                f"twin '{cls.name}' takes no --reference; only twins that reproduce a "
+                "measured structure do (see `poreloop twin list`)"
+            )
+    elif reference is not None:
+        options["reference"] = (
+            reference if isinstance(reference, Microstructure) else Microstructure.load(reference)
+        )
+    elif accepted.default is inspect.Parameter.empty:
+        raise TwinError(
+            f"twin '{cls.name}' needs a measured structure: add --reference FILE (.tif/.npz)"
+        )
+    return cls(**options)
 
 
 __all__ = ["TWINS", "Twin", "get_twin"]

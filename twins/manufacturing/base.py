@@ -16,6 +16,8 @@ Shape = tuple[int, ...]
 
 DEFAULT_SHAPE: Shape = (128, 128, 128)
 MIN_EDGE = 8
+PARAMETER_KEYS = ("name", "kind", "unit", "low", "high", "default", "choices", "description")
+"""What ``Twin.describe`` tells of each parameter (null where a kind has no such key)."""
 
 
 def package_version() -> str:
@@ -54,6 +56,25 @@ class Twin(ABC):
             )
         provenance = Provenance(twin=self.name, recipe=recipe, seed=seed, version=package_version())
         return Microstructure(labels, float(recipe["voxel_size_um"]), dict(self.phases), provenance)
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """JSON-ready: name, first docstring line, phases, dims, parameters, constraints."""
+        parameters = []
+        for p in cls.space.parameters:
+            dump = p.model_dump()
+            if "choices" in dump:
+                dump["choices"] = list(dump["choices"])
+            parameters.append({key: dump.get(key) for key in PARAMETER_KEYS})
+        doc = (cls.__doc__ or "").strip()
+        return {
+            "name": cls.name,
+            "description": doc.splitlines()[0] if doc else "",
+            "phases": {str(pid): name for pid, name in sorted(cls.phases.items())},
+            "dims": list(cls.dims),
+            "parameters": parameters,
+            "constraints": [c.describe() for c in cls.space.constraints],
+        }
 
     def summary(self) -> str:
         """One line on how the last ``generate`` went, for twins that measure it ('' if not)."""

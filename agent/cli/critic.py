@@ -1,0 +1,69 @@
+"""``poreloop critic``: score a microstructure file with a critic chain."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from poreloop.agent.cli.types import axes, phase_names
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    critic = commands.add_parser(
+        "critic",
+        help="critics: score a microstructure (metrics, transport, flow, cell model)",
+        description="Critics (microstructure → properties → performance).",
+    )
+    critic_commands = critic.add_subparsers(dest="critic_command", required=True, metavar="COMMAND")
+    evaluate = critic_commands.add_parser(
+        "evaluate",
+        help="run a critic chain on a microstructure file",
+        description=(
+            "Score a .tif/.tiff/.npz microstructure (ours or a segmented stack you bring) with a "
+            "chain: generic (morphology + tau/deff of every phase along x, y, z), electrode "
+            "(+ solid conduction + PyBaMM cell model), gdl (+ permeability), sofc_anode "
+            "(+ Ni and YSZ conduction). Axes x, y, z are array indices 0, 1, 2; tau = inf "
+            'is written as the JSON string "inf". Exit 1 when a stage could not score it.'
+        ),
+    )
+    evaluate.add_argument("file", type=Path, metavar="FILE", help="a .tif/.tiff or .npz file")
+    evaluate.add_argument("--chain", default="generic", help="generic, electrode, gdl, sofc_anode")
+    evaluate.add_argument(
+        "--phases",
+        type=phase_names,
+        help="name the phase ids, e.g. 0=pore,85=active,170=cbd (id 0 should be pore)",
+    )
+    evaluate.add_argument("--axes", type=axes, help="axes to solve along, e.g. z or x,y,z")
+    evaluate.add_argument(
+        "--voxel-size-um", type=float, help="voxel size in µm, overriding the file's"
+    )
+    evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluate.set_defaults(run=critic_evaluate)
+
+
+def critic_evaluate(args: argparse.Namespace) -> int:
+    from poreloop.twins.critics.chain import get_chain
+    from poreloop.twins.microstructure import Microstructure
+
+    chain = get_chain(args.chain, **({"axes": args.axes} if args.axes else {}))
+    micro = Microstructure.load(args.file, voxel_size_um=args.voxel_size_um)
+    if args.phases:
+        micro = Microstructure(micro.labels, micro.voxel_size_um, args.phases, micro.provenance)
+    result = chain.evaluate(micro)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0 if result.ok else 1
+    shape = "x".join(map(str, result.shape))
+    print(f"{args.file}: chain {result.chain}, {shape} voxels of {result.voxel_size_um:g} um")
+    units = result.units
+    width = max(map(len, result.properties), default=0)
+    for key, value in result.properties.items():
+        print(f"  {key:<{width}}  {value:<12.6g}  {units[key]}")
+    stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.timings_s.items())
+    print(f"stages: {stages}")
+    if not result.ok:
+        print(f"poreloop: could not score it: {result.reason}", file=sys.stderr)
+        return 1
+    return 0

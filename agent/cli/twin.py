@@ -1,0 +1,177 @@
+"""``poreloop twin``: list the manufacturing twins, generate a microstructure, picture one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from poreloop.agent.cli.types import key_value, positive_int, shape
+
+if TYPE_CHECKING:
+    from poreloop.twins.microstructure import Microstructure
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    twin = commands.add_parser(
+        "twin",
+        help="manufacturing twins: list them, generate microstructures, look at them",
+        description="Manufacturing twins (recipe → 3D microstructure).",
+    )
+    twin_commands = twin.add_subparsers(dest="twin_command", required=True, metavar="COMMAND")
+
+    listing = twin_commands.add_parser(
+        "list",
+        help="every registered twin with its parameters",
+        description=(
+            "Every registered twin with its phases, parameters (kind, unit, bounds or "
+            "choices, default) and linear constraints. --json prints a list of "
+            "{name, description, phases: {'<id>': name}, dims, parameters: [{name, kind, "
+            "unit, low, high, default, choices, description}], constraints: [text]}; keys "
+            "that do not apply to a parameter kind are null."
+        ),
+    )
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(run=twin_list)
+
+    generate = twin_commands.add_parser(
+        "generate",
+        help="generate a microstructure from a recipe",
+        description=(
+            "Generate a microstructure with twin NAME. Parameters not set with --set take "
+            "their defaults (see `poreloop twin list`)."
+        ),
+    )
+    generate.add_argument("name", metavar="NAME", help="registered twin name")
+    generate.add_argument(
+        "--set",
+        dest="values",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        type=key_value,
+        help="a recipe parameter (repeatable), e.g. --set voxel_size_um=0.5; overrides --recipe",
+    )
+    generate.add_argument(
+        "--recipe",
+        type=Path,
+        metavar="FILE",
+        help="a YAML mapping of parameter names to values, e.g. configs/recipes/*.yaml",
+    )
+    box = generate.add_mutually_exclusive_group()
+    box.add_argument(
+        "--size", type=positive_int, default=128, help="edge of a cubic box in voxels (128)"
+    )
+    box.add_argument("--shape", type=shape, help="box shape NX,NY,NZ in voxels")
+    generate.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    generate.add_argument(
+        "--out", type=Path, required=True, help="output file: .tif/.tiff (ImageJ stack) or .npz"
+    )
+    generate.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="a measured microstructure (.tif/.npz) for twins that reproduce one",
+    )
+    generate.set_defaults(run=twin_generate)
+
+    show = twin_commands.add_parser(
+        "show",
+        help="picture the mid-slices of a microstructure file",
+        description="Orthogonal mid-slices (xy, xz, yz) with phase legend and a scale bar.",
+    )
+    show.add_argument("file", type=Path, metavar="FILE", help="a .tif/.tiff or .npz file")
+    show.add_argument(
+        "--out", type=Path, help="picture to write (.png, .pdf, .svg); default FILE with .png"
+    )
+    show.add_argument(
+        "--voxel-size-um",
+        type=float,
+        help="voxel size in µm, overriding the file's (foreign files often carry none)",
+    )
+    show.set_defaults(run=twin_show)
+
+
+def twin_list(args: argparse.Namespace) -> int:
+    from poreloop.twins.manufacturing import TWINS
+
+    entries = [cls.describe() for _, cls in sorted(TWINS.items())]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    if not entries:
+        print("no twins registered")
+        return 0
+    print("\n\n".join(_twin_table(entry) for entry in entries))
+    return 0
+
+
+def twin_generate(args: argparse.Namespace) -> int:
+    from poreloop.twins.manufacturing import get_twin
+    from poreloop.twins.microstructure import Microstructure, check_writable
+    from poreloop.twins.space import read_recipe
+
+    twin = get_twin(args.name, reference=args.reference)
+    check_writable(args.out, Microstructure.SUFFIXES)
+    recipe = read_recipe(args.recipe) if args.recipe else {}
+    recipe |= twin.space.parse(args.values)
+    box = args.shape or (args.size,) * max(twin.dims)
+    start = time.perf_counter()
+    micro = twin.generate(recipe, shape=box, seed=args.seed)
+    seconds = time.perf_counter() - start
+    micro.save(args.out)
+    print(
+        f"wrote {args.out}: twin {twin.name}, shape {'x'.join(map(str, micro.shape))}, "
+        f"voxel {micro.voxel_size_um:g} um, seed {args.seed}, {seconds:.2f} s"
+    )
+    print("recipe: " + ", ".join(f"{k}={v}" for k, v in micro.provenance.recipe.items()))
+    if twin.summary():
+        print(twin.summary())
+    print_fractions(micro)
+    return 0
+
+
+def twin_show(args: argparse.Namespace) -> int:
+    from poreloop.twins.microstructure import Microstructure, check_writable
+    from poreloop.twins.plot import plot_slices
+
+    out = args.out or args.file.with_suffix(".png")
+    check_writable(out)
+    micro = Microstructure.load(args.file, voxel_size_um=args.voxel_size_um)
+    plot_slices(micro, out)
+    print(f"wrote {out}: mid-slices of {args.file}, shape {'x'.join(map(str, micro.shape))}")
+    print_fractions(micro)
+    return 0
+
+
+def print_fractions(micro: Microstructure) -> None:
+    fractions = micro.phase_fractions()
+    width = max(len(name) for name in fractions)
+    print("phase fractions:")
+    for name, fraction in fractions.items():
+        print(f"  {name:<{width}}  {fraction:.4f}")
+
+
+def _twin_table(entry: dict[str, Any]) -> str:
+    phases = ", ".join(f"{pid} {name}" for pid, name in entry["phases"].items())
+    lines = [f"{entry['name']} — {entry['description']}".rstrip(" —"), f"  phases: {phases}"]
+    rows = [("parameter", "kind", "unit", "range", "default", "description")]
+    for p in entry["parameters"]:
+        if p["kind"] == "categorical":
+            bounds = "{" + ", ".join(p["choices"]) + "}"
+        else:
+            bounds = f"[{p['low']:g}, {p['high']:g}]"
+        default = "-" if p["default"] is None else _format(p["default"])
+        rows.append((p["name"], p["kind"], p["unit"], bounds, default, p["description"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  " + "  ".join([*cells, row[-1]]).rstrip())
+    lines += [f"  constraint: {text}" for text in entry["constraints"]]
+    return "\n".join(lines)
+
+
+def _format(value: float | int | str) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,68 @@
+"""Argparse ``type=`` readers shared by the command groups: a bad value is a usage error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+    return key.strip(), value.strip()
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+def phase_names(text: str) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for part in text.split(","):
+        key, sep, name = part.partition("=")
+        if not sep or not key.strip().isdigit() or not name.strip():
+            raise argparse.ArgumentTypeError(
+                f"expected ID=NAME,... like 0=pore,1=solid, got '{text}'"
+            )
+        names[int(key)] = name.strip()
+    return names
+
+
+def axes(text: str) -> tuple[str, ...]:
+    found = tuple(a.strip() for a in text.split(","))
+    if not found or any(a not in ("x", "y", "z") for a in found):
+        raise argparse.ArgumentTypeError(f"expected axes among x,y,z like z or x,z, got '{text}'")
+    return found
+
+
+def shape(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(positive_int(part) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a shape like 64,64,96 (positive integers), got '{text}'"
+        ) from None
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A JSON object, e.g. ``--params '{"duration_s": 60}'``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object like '{{\"duration_s\": 60}}', got '{text}' ({exc})"
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object like '{{\"duration_s\": 60}}', got a "
+            f"{type(value).__name__}: '{text}'"
+        )
+    return value
