@@ -219,7 +219,7 @@ def bench_cell(results: dict[int, ChainResult], evaluations: int) -> list[CellRo
         models.append((c_rates, model, time.perf_counter() - start))
     rows = []
     for i, (size, result) in enumerate(sorted(results.items())):
-        properties = cell_properties(result.properties, result.shape, result.voxel_size_um)
+        properties = cell_properties(result.properties)
         for c_rates, model, build_s in models:
             row = CellRow(f"{size}^3", ", ".join(f"{c:g}C" for c in c_rates))
             log(f"cell model: {row.c_rates} on the {size}^3 electrode x{evaluations + (i == 0)}")

@@ -1,6 +1,8 @@
 """A simulated optical defect inspector: light table and microscope over a fabricated coating.
 
-It reports crack density and delaminated area from the sample's record with a counting noise,
+It weighs the coating (active loading, a balance's scatter ``LOADING_NOISE``) and gauges its
+thickness (a micrometer's scatter ``THICKNESS_NOISE_UM``), as every electrode line does; it
+reports crack density and delaminated area from the sample's truth with a counting noise,
 and counts pinholes itself from the true structure: a pinhole is a line of sight through the
 whole coating (columns of pore voxels along the thickness, axis 2) wide enough for the optics
 to resolve, which is what transmitted light on a light table reveals. The noise comes from a
@@ -18,6 +20,7 @@ from scipy import ndimage
 
 from poreloop.instruments.base import Action, ActionContext
 from poreloop.instruments.sim.lab import LabInstrument, load_sample
+from poreloop.twins.manufacturing.electrode import active_loading_mg_cm2
 from poreloop.twins.microstructure import Microstructure
 
 UM2_PER_CM2 = 1e8
@@ -31,6 +34,9 @@ MAX_CRACKS_PER_MM2 = 1.0
 MAX_DELAMINATION_FRACTION = 0.02
 MAX_PINHOLES_PER_CM2 = 1.0
 INSPECT_S = 180.0
+THICKNESS_NOISE_UM = 0.5
+LOADING_NOISE = 0.005
+"""Relative scatter of the loading: the balance and the punched disc's area."""
 
 
 def pinholes_per_cm2(micro: Microstructure) -> float:
@@ -58,6 +64,8 @@ class InspectResult(BaseModel):
     cracks_per_mm2: float = Field(description="surface cracks counted per mm² of coating")
     delamination_fraction: float = Field(description="share of the collector area detached")
     pinholes_per_cm2: float = Field(description="through-coating holes per cm²")
+    thickness_um: float = Field(description="calendered coating thickness (micrometer), um")
+    loading_mg_cm2: float = Field(description="active material mass per area, mg/cm²")
     passed: bool = Field(description="every defect below its acceptance limit")
     run: int = Field(description="1-based count of inspections in this lab")
 
@@ -78,6 +86,9 @@ class SimInspector(LabInstrument):
         micro, meta = load_sample(self.lab_dir, params.sample_id)
         rng, run = self.start_run(ctx, INSPECT_S, steps=10)
         scatter = rng.lognormal(0.0, COUNT_NOISE, size=2)
+        true_recipe = meta["true_recipe"]
+        thickness = float(true_recipe["thickness_um"]) + rng.normal(0.0, THICKNESS_NOISE_UM)
+        loading = active_loading_mg_cm2(true_recipe) * rng.normal(1.0, LOADING_NOISE)
         cracks = float(meta["defects"]["crack_density_per_mm2"]) * scatter[0]
         delamination = float(meta["defects"]["delamination_fraction"])
         if delamination > 0:
@@ -88,6 +99,8 @@ class SimInspector(LabInstrument):
             cracks_per_mm2=cracks,
             delamination_fraction=delamination,
             pinholes_per_cm2=pinholes,
+            thickness_um=thickness,
+            loading_mg_cm2=loading,
             passed=cracks < MAX_CRACKS_PER_MM2
             and delamination < MAX_DELAMINATION_FRACTION
             and pinholes < MAX_PINHOLES_PER_CM2,

@@ -2,10 +2,15 @@
 
 Layout under ``lab_dir``::
 
-    samples/<sample_id>/structure.npz   the TRUE structure the robot made (Microstructure.save)
-    samples/<sample_id>/sample.json     {"sample_id", "recipe", "seed", "status", "defects",
-                                         "created_run"}
+    samples/<sample_id>/sample.json     what a real lab's records hold: {"sample_id", "recipe"
+                                         (as set), "status", "created_run"}
+    truth/<sample_id>.npz               the TRUE structure the robot made (Microstructure.save)
+    truth/<sample_id>.json              the ground truth: the true recipe (hidden offsets and
+                                         batch scatter applied), the structure's seed, defects
     counters/<name>                     one line per started run, appended and fsynced
+
+Only the simulated instruments read ``truth/``: a campaign sees what a lab would (the records,
+scans, measurements), never the truth it is meant to learn.
 
 Every lab instrument (robot, inspector, xrd, tomograph) reads and writes samples only through
 these helpers, so ids stay unique across server restarts and a half-written sample is never read.
@@ -30,8 +35,8 @@ from poreloop.twins.errors import TwinError
 from poreloop.twins.microstructure import Microstructure
 
 SAMPLE_ID = re.compile(r"S\d{5,}")
-STRUCTURE_FILE = "structure.npz"
 META_FILE = "sample.json"
+TRUTH_DIR = "truth"
 SAMPLE_COUNTER = "samples"
 
 
@@ -74,11 +79,15 @@ def sample_dir(lab_dir: str | Path, sample_id: str) -> Path:
 
 
 def load_sample(lab_dir: str | Path, sample_id: str) -> tuple[Microstructure, dict[str, Any]]:
-    """The true structure and the metadata of sample ``sample_id``."""
+    """The true structure of sample ``sample_id`` and its record merged with its truth."""
     folder = sample_dir(lab_dir, sample_id)
-    meta = json.loads((folder / META_FILE).read_text())
+    truth = Path(lab_dir) / TRUTH_DIR
+    meta = {
+        **json.loads((folder / META_FILE).read_text()),
+        **json.loads((truth / f"{sample_id}.json").read_text()),
+    }
     try:
-        micro = Microstructure.load(folder / STRUCTURE_FILE)
+        micro = Microstructure.load(truth / f"{sample_id}.npz")
     except TwinError as error:
         raise InvalidRequest(
             f"sample '{sample_id}' has no readable structure: {error}", ErrorCode.invalid_params
@@ -87,22 +96,29 @@ def load_sample(lab_dir: str | Path, sample_id: str) -> tuple[Microstructure, di
 
 
 def save_sample(
-    lab_dir: str | Path, micro: Microstructure, meta: dict[str, Any], run: int | None = None
+    lab_dir: str | Path,
+    micro: Microstructure,
+    meta: dict[str, Any],
+    truth: dict[str, Any],
+    run: int | None = None,
 ) -> str:
-    """Store a new sample and return its id ``S<run:05d>``.
+    """Store a new sample: its record ``meta`` and, apart, its true structure and ``truth``;
+    return its id ``S<run:05d>``.
 
     ``run`` is the robot's run number (counted with ``next_run(lab_dir, "samples")`` before the
-    work starts); without it one is counted here. The structure is written before the json, and
-    the json atomically, so a sample whose json exists is complete.
+    work starts); without it one is counted here. The truth is written before the record, and
+    the record atomically, so a sample whose record exists is complete.
     """
     if run is None:
         run = next_run(lab_dir, SAMPLE_COUNTER)
     sample_id = f"S{run:05d}"
+    hidden = Path(lab_dir) / TRUTH_DIR
+    hidden.mkdir(parents=True, exist_ok=True)
+    micro.save(hidden / f"{sample_id}.npz")
+    write_json(hidden / f"{sample_id}.json", truth)
     folder = Path(lab_dir) / "samples" / sample_id
     folder.mkdir(parents=True, exist_ok=True)
-    micro.save(folder / STRUCTURE_FILE)
-    record = {**meta, "sample_id": sample_id, "created_run": run}
-    write_json(folder / META_FILE, record)
+    write_json(folder / META_FILE, {**meta, "sample_id": sample_id, "created_run": run})
     return sample_id
 
 

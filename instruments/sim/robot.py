@@ -84,8 +84,9 @@ DELAMINATION_PATCH_UM = 3.0
 
 MIXING_S = 600.0
 CALENDERING_S = 120.0
-WET_FILM_UM = 150.0
-"""Wet coating thickness the drying front has to cross: drying takes WET_FILM_UM / rate."""
+WET_TO_DRY = 2.0
+"""Wet film over dried coating thickness (a slurry about half solvent by volume): drying
+takes the wet thickness over the drying rate."""
 
 
 def _param_field(p: Continuous) -> Any:
@@ -252,6 +253,12 @@ class SimRobot(LabInstrument):
         )
         densest = 1.0 - (real["active_fraction"] + real["cbd_fraction"]) / MAX_SOLID_FRACTION
         real["compression"] = min(real["compression"], densest)
+        # the coater lays the dried thickness the set recipe asks for; the calender then
+        # squeezes it by the true compression, so an offset there shows in the thickness
+        dried_um = float(recipe["thickness_um"]) / (1.0 - float(recipe["compression"]))
+        thickness = dried_um * (1.0 - real["compression"])
+        p = TWIN.space["thickness_um"]
+        real["thickness_um"] = float(np.clip(thickness, p.low, p.high))
         return TWIN.space.validate(real)
 
     def _fabricate(self, params: BaseModel, ctx: ActionContext) -> FabricateResult:
@@ -259,7 +266,8 @@ class SimRobot(LabInstrument):
         run = next_run(self.lab_dir, SAMPLE_COUNTER)
         rng = np.random.default_rng([self.seed, run])
         real = self.true_recipe(recipe, rng)
-        duration = MIXING_S + WET_FILM_UM / float(real["drying_rate_um_s"]) + CALENDERING_S
+        wet_um = WET_TO_DRY * float(real["thickness_um"]) / (1.0 - float(real["compression"]))
+        duration = MIXING_S + wet_um / float(real["drying_rate_um_s"]) + CALENDERING_S
         ctx.pass_time(duration * self.time_scale)
 
         voxel = float(real["voxel_size_um"])
@@ -293,16 +301,15 @@ class SimRobot(LabInstrument):
                 source=f"simulated lab robot at {self.lab_dir}, run {run}",
             ),
         )
-        meta = {
-            "recipe": recipe,
+        truth = {
             "true_recipe": real,
             "seed": structure_seed,
-            "status": status,
             "defects": {
                 "crack_density_per_mm2": crack_density,
                 "delamination_fraction": delamination,
                 "pinholes_per_cm2": pinholes_per_cm2(sample),
             },
         }
-        sample_id = save_sample(self.lab_dir, sample, meta, run=run)
+        record = {"recipe": recipe, "status": status}
+        sample_id = save_sample(self.lab_dir, sample, record, truth, run=run)
         return FabricateResult(sample_id=sample_id, status=status, duration_s=duration)

@@ -104,7 +104,10 @@ def test_serve_and_call_with_keys(
 @pytest.mark.parametrize(
     ("argv", "pattern"),
     [
-        (["call", "tcp://127.0.0.1:1", "dry", "--params", "{bad"], "argument --params: expected a JSON object"),
+        (
+            ["call", "tcp://127.0.0.1:1", "dry", "--params", "{bad"],
+            "argument --params: expected a JSON object",
+        ),
         (["call", "tcp://127.0.0.1:1", "dry", "--params", "[1]"], "got a list"),
         (["serve", "ovn"], "did you mean 'oven'"),
         (["serve", "oven", "--bind", "tcp://0.0.0.0:5555"], "loopback"),

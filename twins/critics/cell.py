@@ -80,6 +80,7 @@ _INPUTS = {
 }
 _NEGATIVE_THICKNESS = "Negative electrode thickness [m]"
 _CURRENT = "Current function [A]"
+_CONTACT = "Contact resistance [Ohm]"
 _CAPACITY = "Discharge capacity [A.h]"
 _ENERGY = "Discharge energy [W.h]"
 _CUT_OFF = "Minimum voltage [V]"
@@ -247,7 +248,10 @@ class CellModel:
     """
 
     def __init__(
-        self, c_rates: Sequence[float] = C_RATES, var_pts: Mapping[str, int] | None = None
+        self,
+        c_rates: Sequence[float] = C_RATES,
+        var_pts: Mapping[str, int] | None = None,
+        contact_resistance: bool = False,
     ) -> None:
         c_rates = tuple(float(c) for c in c_rates)
         if not c_rates or not all(math.isfinite(c) and c > 0 for c in c_rates):
@@ -256,14 +260,19 @@ class CellModel:
             raise CriticError(f"c_rates must be distinct, got {c_rates}")
         self.c_rates = c_rates
         self.var_pts = dict(VAR_PTS if var_pts is None else var_pts)
+        self.contact_resistance = contact_resistance
         self.n_builds = 0
         self._build()
 
     def _build(self) -> None:
         pybamm = _import_pybamm()
-        model = pybamm.lithium_ion.DFN(
-            {"transport efficiency": "tortuosity factor", "calculate discharge energy": "true"}
-        )
+        options = {
+            "transport efficiency": "tortuosity factor",
+            "calculate discharge energy": "true",
+        }
+        if self.contact_resistance:
+            options["contact resistance"] = "true"
+        model = pybamm.lithium_ion.DFN(options)
         variables = model.variables
         model.events += [
             pybamm.Event(
@@ -307,6 +316,8 @@ class CellModel:
             check_already_exists=False,
         )
         names = [*_INPUTS.values(), _NEGATIVE_THICKNESS, _CURRENT]
+        if self.contact_resistance:
+            names.append(_CONTACT)
         values.update({name: "[input]" for name in names}, check_already_exists=False)
         geometry = model.default_geometry
         values.process_model(model)
@@ -324,24 +335,34 @@ class CellModel:
         )
         self.n_builds += 1
 
-    def evaluate(self, properties: Mapping[str, float]) -> CellResult:
+    def evaluate(
+        self, properties: Mapping[str, float], contact_asr_ohm_m2: float = 0.0
+    ) -> CellResult:
         """Discharge performance of the electrode described by measured ``properties``.
 
         Raises ``CriticError`` for properties out of range; a discharge the solver cannot
         finish gives ``ok=False`` with the reason.
         """
-        return self.evaluate_inputs(electrode_inputs(properties))
+        return self.evaluate_inputs(electrode_inputs(properties), contact_asr_ohm_m2)
 
-    def evaluate_inputs(self, electrode: ElectrodeInputs) -> CellResult:
+    def evaluate_inputs(
+        self, electrode: ElectrodeInputs, contact_asr_ohm_m2: float = 0.0
+    ) -> CellResult:
         """Discharge performance of an electrode given directly as model inputs.
 
         The negative electrode's thickness and the 1C current scale with the active loading
         ε_act·L relative to ``reference``: 1C drains the rated capacity in an hour.
+        ``contact_asr_ohm_m2``: an area-specific contact resistance in series (a model built
+        with ``contact_resistance=True`` only).
         """
+        if contact_asr_ohm_m2 and not self.contact_resistance:
+            raise CriticError("a contact resistance needs CellModel(contact_resistance=True)")
         ratio = electrode.loading_m / self.reference.loading_m
         rated_ah = self.nominal_capacity_ah * ratio
         negative_m = self.negative_thickness_m * ratio
         inputs = {**electrode.as_pybamm(), _NEGATIVE_THICKNESS: negative_m}
+        if self.contact_resistance:
+            inputs[_CONTACT] = contact_asr_ohm_m2 / self.area_m2
         volume_l = (
             self.area_m2 * (self.fixed_thickness_m + negative_m + electrode.thickness_m) / _M3_PER_L
         )

@@ -113,7 +113,9 @@ class Chain:
     phases: Sequence[str] = ()
     """Phase names the structure must have (by name, as in ``Microstructure.phases``)."""
 
-    def evaluate(self, micro: Microstructure) -> ChainResult:
+    def evaluate(self, micro: Microstructure, thickness_um: float | None = None) -> ChainResult:
+        """Score ``micro``; the box is a representative volume of a coating ``thickness_um``
+        thick (else the recipe's ``thickness_um``, else the box height), reported as such."""
         if not isinstance(micro, Microstructure) or micro.labels.ndim != 3:
             got = getattr(micro, "shape", type(micro).__name__)
             raise CriticError(f"chain '{self.name}' scores 3D microstructures, got {got}")
@@ -123,7 +125,17 @@ class Chain:
                 f"chain '{self.name}' needs phases named {list(self.phases)}, the structure has "
                 f"{sorted(micro.phases.values())}; name them, e.g. --phases 0=pore,1=active,2=cbd"
             )
-        properties: Properties = {}
+        if thickness_um is None:
+            thickness_um = micro.provenance.recipe.get("thickness_um")
+        if thickness_um is None:
+            thickness_um = micro.shape[2] * micro.voxel_size_um
+        if not (
+            isinstance(thickness_um, int | float)
+            and math.isfinite(thickness_um)
+            and thickness_um > 0
+        ):
+            raise CriticError(f"expected a positive thickness_um, got {thickness_um!r}")
+        properties: Properties = {"thickness_um": float(thickness_um)}
         timings: dict[str, float] = {}
         diagnostics: Properties = {}
         reason = ""
@@ -252,7 +264,7 @@ def cell_stage(c_rates: Sequence[float]) -> Stage:
             raise StageFailed("the pore or the solid does not percolate through the thickness")
         if model is None:
             model = CellModel(c_rates)
-        result = model.evaluate(cell_properties(found, micro.shape, micro.voxel_size_um))
+        result = model.evaluate(cell_properties(found))
         if not result.ok:
             raise StageFailed(result.reason)
         return dict(result.values)
@@ -260,9 +272,9 @@ def cell_stage(c_rates: Sequence[float]) -> Stage:
     return stage
 
 
-def cell_properties(found: Properties, shape: tuple[int, ...], voxel_size_um: float) -> Properties:
-    """The electrode chain's properties as ``CellModel.evaluate`` reads them; the box height
-    along z is the electrode thickness."""
+def cell_properties(found: Properties) -> Properties:
+    """The electrode chain's properties as ``CellModel.evaluate`` reads them: effective
+    properties from the structure, the thickness from the coating it represents."""
     return {
         "porosity": found["porosity"],
         "active_fraction": found["fraction_active"],
@@ -270,7 +282,7 @@ def cell_properties(found: Properties, shape: tuple[int, ...], voxel_size_um: fl
         "tau_pore_z": found["tau_pore_z"],
         "tau_solid_z": found["tau_solid_z"],
         "ssa_active_per_um": found["ssa_active_per_um"],
-        "thickness_um": shape[2] * voxel_size_um,
+        "thickness_um": found["thickness_um"],
     }
 
 
@@ -279,16 +291,21 @@ def _generic(axes: Sequence[str] = tuple(AXES)) -> Chain:
     return Chain("generic", stages, objectives={})
 
 
-def _electrode(axes: Sequence[str] = ("z",), c_rates: Sequence[float] = (0.5, 1.0, 3.0)) -> Chain:
+def _electrode(
+    axes: Sequence[str] = ("z",), c_rates: Sequence[float] = (0.5, 1.0, 3.0), cell: bool = True
+) -> Chain:
+    """``cell=False``: the structure's properties only, for a caller with its own cell model."""
     axes = sorted(set(axes) | {"z"}, key=AXES.index)  # the cell model needs through-thickness
     sigmas = {"active": SIGMA_ACTIVE_S_M, "cbd": SIGMA_CBD_S_M}
-    stages = (
+    stages: tuple[tuple[str, Stage], ...] = (
         ("morphology", morphology_stage),
         ("diffusion", diffusion_stage(["pore"], axes)),
         ("solid_tortuosity", solid_tortuosity_stage(axes)),
         ("conduction", conduction_stage("solid", sigmas, axes)),
-        ("cell", cell_stage(c_rates)),
     )
+    if not cell:
+        return Chain("electrode", stages, {}, ("pore", "active"))
+    stages += (("cell", cell_stage(c_rates)),)
     return Chain("electrode", stages, {"energy_density_wh_l_1c": "max"}, ("pore", "active"))
 
 

@@ -5,7 +5,10 @@ Axis 2 of the box is the through-thickness direction; z = 0 is the current colle
    coating thickness by force-biased rearrangement, periodic in-plane.
 2. Drying: binder and carbon migrate with the evaporating solvent towards the free surface;
    the carbon-binder domain (CBD) follows ``c(ζ) ∝ exp(Pe·ζ)`` through the thickness, with
-   ``Pe = drying_rate · thickness / D``.
+   ``Pe = drying_rate · dried thickness / D``. The box is a representative volume: its z axis
+   spans the coating's height ζ from 0 to 1, whatever the coating's ``thickness_um``, so the
+   migration profile and the cell model see the real thickness and the voxels only the
+   structure's detail.
 3. Calendering: the coating is compressed affinely through the thickness; particles rearrange
    and flatten (volume-preserving ellipsoids taking half the log-strain), and contacts merge,
    so active and CBD volume are conserved while porosity falls.
@@ -34,6 +37,9 @@ PORE, ACTIVE, CBD = 0, 1, 2
 
 BINDER_DIFFUSIVITY_UM2_S = 25.0
 """Effective diffusivity of binder and carbon in the drying slurry; sets the Péclet number."""
+
+ACTIVE_DENSITY_G_CM3 = 4.75
+"""Density of the active material (NMC811): turns an active volume per area into a loading."""
 
 MAX_SOLID_FRACTION = 0.85
 """Densest calendered electrode the twin allows (active + CBD)."""
@@ -97,6 +103,14 @@ class ElectrodeTwin(Twin):
                 description="calendering thickness reduction (1 - final / dried thickness)",
             ),
             Continuous(
+                name="thickness_um",
+                unit="um",
+                low=30.0,
+                high=150.0,
+                default=70.0,
+                description="calendered coating thickness: the box is a representative volume of it",
+            ),
+            Continuous(
                 name="voxel_size_um",
                 unit="um",
                 low=0.05,
@@ -144,12 +158,20 @@ class ElectrodeTwin(Twin):
         field, _ = ellipsoid_field(shape, centres, radii[:, None] * flatten)
         active = threshold_to_fraction(field, float(recipe["active_fraction"]) / squeeze)
 
-        peclet = float(recipe["drying_rate_um_s"]) * coated[2] * voxel / BINDER_DIFFUSIVITY_UM2_S
+        dried_um = float(recipe["thickness_um"]) / squeeze
+        peclet = float(recipe["drying_rate_um_s"]) * dried_um / BINDER_DIFFUSIVITY_UM2_S
         cbd = place_binder(active, float(recipe["cbd_fraction"]) / squeeze, peclet)
         labels = np.full(shape, PORE, dtype=np.uint8)
         labels[active] = ACTIVE
         labels[cbd] = CBD
         return labels
+
+
+def active_loading_mg_cm2(recipe: Recipe) -> float:
+    """Active mass per electrode area of a recipe: its active volume fraction of the dried
+    coating times the dried thickness (calendering keeps the mass)."""
+    dried_um = float(recipe["thickness_um"]) / (1.0 - float(recipe["compression"]))
+    return float(recipe["active_fraction"]) * dried_um * 1e-4 * ACTIVE_DENSITY_G_CM3 * 1e3
 
 
 def migration_profile(nz: int, peclet: float) -> np.ndarray:

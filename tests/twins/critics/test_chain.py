@@ -106,7 +106,8 @@ def test_a_stage_that_gives_nan_is_an_error_and_a_failed_stage_keeps_earlier_res
     first = ("first", lambda micro, found, diagnostics: {"a": 1.0})
     result = Chain("t", (first, ("second", failing_stage)), {"a": "max"}).evaluate(channels())
     assert not result.ok and result.reason == "second: instrument said no"
-    assert result.properties == {"a": 1.0} and set(result.timings_s) == {"first", "second"}
+    assert set(result.properties) == {"thickness_um", "a"} and result.properties["a"] == 1.0
+    assert set(result.timings_s) == {"first", "second"}
 
 
 def test_cli_evaluates_a_foreign_stack_with_named_phases(tmp_path, capsys):
@@ -134,3 +135,17 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     assert main(["critic", "evaluate", str(path), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_thickness_trades_energy_for_power_and_is_not_the_voxel_size() -> None:
+    """The cell takes the coating thickness from the recipe, the transport from the structure:
+    a thicker coating holds more energy at a slow rate and delivers less at a fast one."""
+    from poreloop.twins import get_twin
+
+    twin, chain = get_twin("li_ion_electrode"), get_chain("electrode", c_rates=(0.5, 3.0))
+    micro = twin.generate({"voxel_size_um": 0.5, "particle_radius_um": 2.0}, (32, 32, 32), seed=0)
+    thin, thick = (chain.evaluate(micro, thickness_um=t).properties for t in (40.0, 120.0))
+    assert thick["energy_density_wh_l_0p5c"] > thin["energy_density_wh_l_0p5c"]
+    assert thick["energy_density_wh_l_3c"] < thin["energy_density_wh_l_3c"]
+    assert chain.evaluate(micro).properties["thickness_um"] == 70.0  # the recipe's, not 32 × 0.5
