@@ -316,7 +316,7 @@ class Campaign:
             "shape": list(micro.shape),
             "voxel_size_um": micro.voxel_size_um,
             "properties": dict(result.properties),
-            "failed": result.failed,
+            "failed": not result.ok,
             "reason": result.reason,
         }
 
@@ -463,6 +463,10 @@ class Campaign:
         for sample in samples:
             counts[sample["stage"]] = counts.get(sample["stage"], 0) + 1
         self.progress.lab = counts
+        from poreloop.agent.report import best
+
+        top = best(samples, self.config.objectives)
+        self.progress.best = {k: v for k, v in top.items() if k in self.config.objectives}
         self.progress.calibration = dict(self.calibration.offsets)
         self.on_progress(self.progress)
 

@@ -212,12 +212,18 @@ def _scan(lab: LabPipeline, client: Any, row: dict[str, Any]) -> str:
 
 
 def _rate_test(lab: LabPipeline, client: Any, row: dict[str, Any]) -> None:
+    from poreloop.twins.critics.cell import c_rate_tag
+
     test = lab.call(
         client, row["id"], "rate_test", {"sample_id": row["lab_id"], "c_rates": list(lab.c_rates)}
     )
-    outcome = {
-        name: test["objectives"][name] for name in lab.objectives if name in test["objectives"]
-    }
+    measured = {}
+    for c_rate, energy, capacity in zip(
+        test["c_rates"], test["energy_density_wh_l"], test["capacity_mah_cm2"], strict=True
+    ):
+        measured[f"energy_density_wh_l_{c_rate_tag(c_rate)}"] = energy
+        measured[f"capacity_mah_cm2_{c_rate_tag(c_rate)}"] = capacity
+    outcome = {name: measured[name] for name in lab.objectives if name in measured}
     missing = sorted(set(lab.objectives) - set(outcome))
     if missing:
         raise SampleEnded("failed", f"the cycler's rate test reported no {missing}")

@@ -181,20 +181,28 @@ def feasible_move(space: ParameterSpace, u: np.ndarray, step: np.ndarray) -> np.
 
 
 def design_space(
-    space: ParameterSpace, fixed: Mapping[str, float], highs: Mapping[str, float] | None = None
+    space: ParameterSpace,
+    fixed: Mapping[str, float],
+    bounds: Mapping[str, tuple[float, float]] | None = None,
 ) -> ParameterSpace:
-    """The space left to design once ``fixed`` parameters are set, with upper bounds capped
-    at ``highs``.
+    """The space left to design once ``fixed`` parameters are set, with bounds narrowed to
+    ``bounds`` (name → (low, high), intersected with the parameter's own).
 
     Constraints are rewritten with the fixed values; one left with a single parameter becomes
     a bound on it (e.g. ``1.5 * voxel_size_um <= particle_radius_um``).
     """
-    highs = highs or {}
-    for name in [*fixed, *highs]:
+    bounds = bounds or {}
+    for name in [*fixed, *bounds]:
         if name not in space.names:
             raise EnvError(f"unknown parameter '{name}'{did_you_mean(name, space.names)}")
-    low = {name: p.low for name, p in _numeric(space).items()}
-    high = {name: min(p.high, highs.get(name, math.inf)) for name, p in _numeric(space).items()}
+    low = {
+        name: max(p.low, bounds.get(name, (-math.inf, math.inf))[0])
+        for name, p in _numeric(space).items()
+    }
+    high = {
+        name: min(p.high, bounds.get(name, (-math.inf, math.inf))[1])
+        for name, p in _numeric(space).items()
+    }
     constraints = []
     for c in space.constraints:
         free = {name: k for name, k in c.coefficients.items() if name not in fixed}
@@ -291,7 +299,9 @@ class TwinDesignEnv(DesignEnv):
         space = design_space(
             twin.space,
             fixed={"voxel_size_um": voxel},
-            highs={self.FEATURE_PARAMETER: _FIT_MARGIN * size / self.PER_EDGE * voxel},
+            bounds={
+                self.FEATURE_PARAMETER: (-math.inf, _FIT_MARGIN * size / self.PER_EDGE * voxel)
+            },
         )
         self.twin, self.chain = twin, get_chain(self.CHAIN[0], **self.CHAIN[1])
         self.shape = (size, size, size)

@@ -8,23 +8,30 @@ the others keep serving.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import io
 import select
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 from poreloop.instruments.errors import InstrumentError
 from poreloop.instruments.lab_config import InstrumentConfig, LabConfig, server_command
+from poreloop.instruments.server import parse_ready_line
 
 READY_TIMEOUT_S = 60.0
 """How long a server may take to print its ready line (imports, binding, opening the journal)."""
 STOP_GRACE_S = 10.0
 """How long a server may take to stop on SIGTERM before it is killed."""
 WATCH_PERIOD_S = 0.2
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -50,27 +57,73 @@ def run_lab(
         signum: signal.signal(signum, lambda *_: stop.set())
         for signum in (signal.SIGINT, signal.SIGTERM)
     }
-    children: list[_Child] = []
     try:
-        (config.lab_dir / "journals").mkdir(parents=True, exist_ok=True)
-        for instrument in config.instruments:
-            process = subprocess.Popen(
-                server_command(config, instrument), stdout=subprocess.PIPE, text=True
-            )
-            children.append(_Child(instrument, process))
-        _wait_ready(children, ready_timeout_s, stop)
-        if stop.is_set():
-            return 0
-        _print_table(config, children, out)
-        return _watch(children, stop)
+        with _served(config, ready_timeout_s, stop, out, None) as children:
+            if stop.is_set():
+                return 0
+            _print_table(config, children, out)
+            return _watch(children, stop)
     finally:
-        _stop_all(children, out)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
+@contextlib.contextmanager
+def serving(
+    config: LabConfig, lab_dir: Path | None = None, ready_timeout_s: float = READY_TIMEOUT_S
+) -> Iterator[dict[str, str]]:
+    """The lab's servers for the block, as ``{kind: endpoint}`` (e.g. for a campaign that runs
+    its own simulated lab under ``lab_dir``); their logs go to ``lab_dir/logs/KIND.log``."""
+    if lab_dir is not None:
+        config = config.model_copy(update={"lab_dir": Path(lab_dir)})
+    logs = config.lab_dir / "logs"
+    with _served(config, ready_timeout_s, threading.Event(), io.StringIO(), logs) as children:
+        yield {child.instrument.kind: child.endpoint for child in children}
+
+
+@contextlib.contextmanager
+def _served(
+    config: LabConfig,
+    ready_timeout_s: float,
+    stop: threading.Event,
+    out: TextIO,
+    logs: Path | None,
+) -> Iterator[list[_Child]]:
+    """Start one server per instrument, wait for every ready line, stop them all at the end.
+
+    Each server dies with this process (Linux parent-death signal), so a killed supervisor
+    leaves no server bound behind it."""
+    children: list[_Child] = []
+    try:
+        (config.lab_dir / "journals").mkdir(parents=True, exist_ok=True)
+        if logs is not None:
+            logs.mkdir(parents=True, exist_ok=True)
+        for instrument in config.instruments:
+            stderr = (logs / f"{instrument.kind}.log").open("a") if logs is not None else None
+            process = subprocess.Popen(
+                server_command(config, instrument),
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                preexec_fn=_die_with_parent,
+            )
+            if stderr is not None:
+                stderr.close()  # the child holds its own copy
+            children.append(_Child(instrument, process))
+        _wait_ready(children, ready_timeout_s, stop)
+        yield children
+    finally:
+        _stop_all(children, out)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _wait_ready(children: list[_Child], timeout_s: float, stop: threading.Event) -> None:
-    """Read each server's first line ``serving KIND (KIND) on ENDPOINT, ...``."""
+    """Read each server's ready line (``instruments.server.ready_line``) for its endpoint."""
     waiting = {child.process.stdout: child for child in children}
     give_up = time.monotonic() + timeout_s
     while waiting and not stop.is_set():
@@ -91,8 +144,9 @@ def _wait_ready(children: list[_Child], timeout_s: float, stop: threading.Event)
                     f"{child.label} on {child.instrument.bind} exited with code {code} before it "
                     "was ready (its error is above); stopped the lab"
                 )
-            if line.startswith("serving "):
-                child.endpoint = line.split(" on ", 1)[1].split(",", 1)[0]
+            ready = parse_ready_line(line)
+            if ready is not None:
+                child.endpoint = ready["endpoint"]
                 del waiting[stream]
 
 

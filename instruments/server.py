@@ -787,11 +787,33 @@ def serve(
     )
     gate = "; motions held for approval (poreloop instrument approve)" if server.approval else ""
     print(
-        f"serving {server.name} ({instrument.kind}) on {server.endpoint}, {security}; "
-        f"journal {server.journal.path}{gate}",
+        ready_line(instrument.kind, server.endpoint, server.journal.path, security + gate),
         flush=True,
     )
     server.serve_forever()
+
+
+def ready_line(kind: str, endpoint: str, journal: str | Path, security: str) -> str:
+    """The one line a server prints once it is bound: JSON a supervisor reads (with
+    ``parse_ready_line``) and a person can too."""
+    return json.dumps(
+        {
+            "event": "serving",
+            "kind": kind,
+            "endpoint": endpoint,
+            "journal": str(journal),
+            "security": security,
+        }
+    )
+
+
+def parse_ready_line(line: str) -> dict[str, str] | None:
+    """The fields of a ``ready_line`` (``endpoint``, ``kind`` ...), or None for another line."""
+    try:
+        fields = json.loads(line)
+    except ValueError:
+        return None
+    return fields if isinstance(fields, dict) and fields.get("event") == "serving" else None
 
 
 def main(argv: list[str] | None = None) -> None:

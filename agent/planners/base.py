@@ -129,14 +129,22 @@ class Planner:
 
     # --- the contract -------------------------------------------------------------------------
 
-    def ask(self, n: int = 1) -> list[Recipe]:
+    def ask(self, n: int = 1, fidelity: str | None = None) -> list[Recipe]:
         """``n`` new recipes to evaluate, each within the space's bounds and linear constraints.
 
-        They stay pending until told, and later proposals avoid them.
+        ``fidelity`` is where they will be evaluated (the target fidelity when left out): a
+        planner may propose cheap evaluations more boldly. They stay pending until told, and
+        later proposals avoid them.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise PlannerError(f"ask(n) needs a whole number n >= 1, got {n!r}")
-        recipes = [self.space.validate(recipe) for recipe in self._propose(n)]
+        if fidelity is not None and fidelity not in self.fidelities:
+            known = did_you_mean(str(fidelity), self.fidelities) if self.fidelities else ""
+            raise PlannerError(
+                f"planner '{self.name}' has no fidelity '{fidelity}'"
+                f"{known or '; it was made without fidelities'}"
+            )
+        recipes = [self.space.validate(recipe) for recipe in self._propose(n, fidelity)]
         self.pending.extend(recipes)
         self.n_asked += n
         return [dict(recipe) for recipe in recipes]
@@ -239,7 +247,7 @@ class Planner:
 
     # --- for subclasses -----------------------------------------------------------------------
 
-    def _propose(self, n: int) -> list[Recipe]:
+    def _propose(self, n: int, fidelity: str | None) -> list[Recipe]:
         raise NotImplementedError
 
     @property

@@ -13,7 +13,7 @@ class SobolPlanner(Planner):
 
     name: ClassVar[str] = "sobol"
 
-    def _propose(self, n: int) -> list[Recipe]:
+    def _propose(self, n: int, fidelity: str | None) -> list[Recipe]:
         return self._space_filling(n)
 
 
@@ -22,5 +22,5 @@ class RandomPlanner(Planner):
 
     name: ClassVar[str] = "random"
 
-    def _propose(self, n: int) -> list[Recipe]:
+    def _propose(self, n: int, fidelity: str | None) -> list[Recipe]:
         return self.space.sample(n, seed=self._rng(), method="random")

@@ -210,6 +210,10 @@ def _gp(encoding: Encoding, observations: Sequence[Observation], y: Sequence[flo
     return SingleTaskGP(X, Y, outcome_transform=Standardize(m=1))
 
 
+THOMPSON_CANDIDATES = 1024
+"""Feasible Sobol points a Thompson draw chooses among (its joint posterior is N × N)."""
+
+
 class BayesPlanner(Planner):
     """BoTorch Bayesian optimisation: space-filling first, then qLogNEI / qLogNEHVI."""
 
@@ -237,8 +241,42 @@ class BayesPlanner(Planner):
                 self._surrogate = (len(self.observations), Surrogate.fit(self))
         return self._surrogate[1]
 
-    def _propose(self, n: int) -> list[Recipe]:
-        return model_or_space_filling(self, n, self._optimise)
+    def _propose(self, n: int, fidelity: str | None) -> list[Recipe]:
+        if fidelity is None or fidelity == self.target_fidelity:
+            return model_or_space_filling(self, n, self._optimise)
+        return model_or_space_filling(self, n, lambda k: self._thompson(k, fidelity))
+
+    def _thompson(self, n: int, fidelity: str) -> list[Recipe]:
+        """``n`` recipes for a cheap fidelity by Thompson sampling: each is the best of
+        ``THOMPSON_CANDIDATES`` feasible Sobol points under one joint draw from the posterior at
+        that fidelity. Fast for the large batches a screening step asks for (a q-batch
+        acquisition optimised jointly grows with q), and as diverse as the posterior is unsure.
+        """
+        import torch
+
+        surrogate = self.surrogate()
+        candidates = self.space.sample(THOMPSON_CANDIDATES, seed=self._torch_seed())
+        X = surrogate.encoding.encode(candidates, fidelity)
+        torch.manual_seed(self._torch_seed())
+        with torch.no_grad():
+            draws = surrogate.model.posterior(X).rsample(torch.Size([n])).numpy()  # n x N x m
+        names = surrogate.outcome_names
+        weights = self._rng().dirichlet(np.ones(len(self.objectives)), size=n)  # n x objectives
+        scores = np.zeros(draws.shape[:2])
+        for k, objective in enumerate(self.objectives):
+            values = objective.sign * draws[..., names.index(objective.name)]
+            spread = values.std(axis=1, keepdims=True) + 1e-12
+            scores += weights[:, k : k + 1] * (values - values.mean(axis=1, keepdims=True)) / spread
+        violation = np.zeros(draws.shape[:2])
+        for c in self.constraints:
+            violation += np.maximum(-c.slack(draws[..., names.index(c.name)]), 0.0)
+        if surrogate.models_failures:
+            violation += np.maximum(0.5 - draws[..., len(names)], 0.0)
+        scores = np.where(violation > 0, -1e9 - violation, scores)
+        chosen: list[int] = []
+        for draw in scores:
+            chosen.append(next(int(i) for i in np.argsort(-draw) if int(i) not in chosen))
+        return [candidates[i] for i in chosen]
 
     def _optimise(self, n: int) -> list[Recipe]:
         import torch

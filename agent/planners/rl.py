@@ -114,7 +114,7 @@ class RLPlanner(Planner):
 
     # --- proposing ----------------------------------------------------------------------------
 
-    def _propose(self, n: int) -> list[Recipe]:
+    def _propose(self, n: int, fidelity: str | None) -> list[Recipe]:
         if self.options.env is None:
             return model_or_space_filling(self, n, self._train_and_roll_out)
         return self._train_and_roll_out(n)

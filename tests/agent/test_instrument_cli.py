@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from poreloop.agent.cli import main
+from poreloop.instruments.server import parse_ready_line
 
 RUN_CLI = "import sys; from agent.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -44,9 +45,10 @@ def serve_cli(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[s
         processes.append(process)
         ready, _, _ = select.select([process.stdout], [], [], 30.0)
         line = process.stdout.readline() if ready else ""
-        if "serving" not in line:
+        ready = parse_ready_line(line)
+        if ready is None:
             raise RuntimeError(f"the oven server did not start: {line!r}")
-        return process, line.split(" on ")[1].split(",")[0]
+        return process, ready["endpoint"]
 
     yield start
     for process in processes:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from poreloop.instruments.server import Faults, Server
+from poreloop.instruments.server import Faults, Server, parse_ready_line
 from poreloop.instruments.sim.oven import SimOven
 
 HEARTBEAT_S = 0.05
@@ -93,9 +93,10 @@ def oven_process(tmp_path: Path) -> Iterator[Callable[..., OvenProcess]]:
         processes.append(process)
         ready, _, _ = select.select([process.stdout], [], [], 20.0)
         line = process.stdout.readline() if ready else ""
-        if "serving" not in line:
+        ready = parse_ready_line(line)
+        if ready is None:
             raise RuntimeError(f"the oven server did not start: {line!r}")
-        return OvenProcess(process, line.split(" on ")[1].split(",")[0], counter_path)
+        return OvenProcess(process, ready["endpoint"], counter_path)
 
     yield start
     for process in processes:
