@@ -1,29 +1,98 @@
-"""What every benchmark script shares: the machine header, timing, progress, the text table."""
+"""What every benchmark shares: the machine header, timing, progress, the text table, the JSON."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+RESULTS_DIR = Path("runs/benchmarks")
+"""Where each benchmark writes its JSON by default, relative to the repository root."""
+CORE_PACKAGES = ("poreloop", "numpy", "scipy", "torch")
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
 
-def machine(*packages: str) -> dict[str, str]:
-    """Date, machine, Python and numpy, then the version of each named distribution."""
+
+def threads() -> dict[str, str | int]:
+    """The thread settings both sides of a benchmark share: torch's intra-op threads (torch is
+    imported here to ask) and the environment variables that size the BLAS and OpenMP pools."""
+    import torch
+
+    return {"torch": torch.get_num_threads()} | {
+        name: os.environ.get(name, "unset") for name in THREAD_VARIABLES
+    }
+
+
+def machine(*peers: str) -> dict[str, Any]:
+    """What a later run must share to be compared with this one: date, machine, CPU count,
+    Python, thread settings, and the versions of ours, numpy, scipy, torch and each peer."""
     return {
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.platform()}, {os.cpu_count()} cores",
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
-        "numpy": np.__version__,
-        **{package: version(package) for package in packages},
+        "threads": threads(),
+        "packages": {package: version(package) for package in (*CORE_PACKAGES, *peers)},
     }
+
+
+def add_json_option(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--json PATH``, where the benchmark ``name`` writes its results beside the table."""
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=RESULTS_DIR / f"{name}.json",
+        metavar="PATH",
+        help="also write the results here as JSON (default: %(default)s)",
+    )
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON holds it: dataclasses as objects, numpy scalars as numbers, paths as
+    text, NaN and infinities as null (standard JSON has no NaN)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value) if isinstance(value, Path) else value
+
+
+def write_json(
+    args: argparse.Namespace,
+    header: Mapping[str, Any],
+    notes: Sequence[str],
+    tables: Mapping[str, Sequence[Any]],
+) -> None:
+    """The run at ``args.json``, beside the printed table, so a later run can be compared with
+    this one: the options, the header, the notes, and each table's rows (dataclasses or
+    mappings)."""
+    document = {"options": vars(args), "header": header, "notes": notes, "tables": tables}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(_plain(document), indent=1) + "\n")
+    log(f"results written to {args.json}")
 
 
 def log(message: str) -> None:
@@ -55,9 +124,16 @@ def number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def print_comments(header: dict[str, str], notes: Sequence[str]) -> None:
-    """The header (``key: value``) and the notes, each as a ``#`` line."""
-    for line in [f"{key}: {value}" for key, value in header.items()] + list(notes):
+def _comment(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{key} {item}" for key, item in value.items())
+    return str(value)
+
+
+def print_comments(header: Mapping[str, Any], notes: Sequence[str]) -> None:
+    """The header (``key: value``, a mapping value as ``k v, k v``) and the notes, each as a
+    ``#`` line."""
+    for line in [f"{key}: {_comment(value)}" for key, value in header.items()] + list(notes):
         print(f"# {line}")
 
 

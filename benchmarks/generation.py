@@ -6,35 +6,29 @@ matched to the twin's achieved porosity, sphere or fibre radius to the twin's de
 voxels). The ``reconstruct`` twin has no PoreSpy peer: it is timed on a 2D PoreSpy blob
 image against its own target.
 
-    .venv/bin/python benchmarks/twins.py [--sizes 64 128 256] [--repeats N]
-        [--peer-max-size 256] [--skip-reconstruction] [--json]
+    .venv/bin/python -m benchmarks.generation [--sizes 64 128 256] [--repeats N]
+        [--peer-max-size 256] [--skip-reconstruction] [--json PATH]
 
-The table goes to stdout, progress to stderr.
+from the repository root. The table goes to stdout, progress to stderr, and the results as JSON
+to PATH (default runs/benchmarks/generation.json) for a later run to be compared with.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import porespy.generators as psg
 import scipy.stats
 
-# This script shares its name with the package it measures: put the repository root where
-# Python put the script's folder, so that `import twins` finds the package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent) if Path(p or ".").resolve() == _HERE else p for p in sys.path]
-
-from benchmarks._table import (  # noqa: E402
+from benchmarks._table import (
+    add_json_option,
     best_time,
     log,
     machine,
@@ -43,11 +37,12 @@ from benchmarks._table import (  # noqa: E402
     print_table,
     repeats_for,
     verdict,
+    write_json,
 )
-from poreloop.twins.manufacturing import TWINS, get_twin  # noqa: E402
-from poreloop.twins.manufacturing.base import Shape  # noqa: E402
-from poreloop.twins.microstructure import Microstructure  # noqa: E402
-from poreloop.twins.space import Recipe  # noqa: E402
+from poreloop.twins.manufacturing import TWINS, get_twin
+from poreloop.twins.manufacturing.base import Shape
+from poreloop.twins.microstructure import Microstructure
+from poreloop.twins.space import Recipe
 
 SINGLE_FROM = 256
 """Edge from which each generator is timed once (default --repeats)."""
@@ -325,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         help="skip PoreSpy runs above this edge (they take minutes); printed as skipped",
     )
     parser.add_argument("--skip-reconstruction", action="store_true")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead")
+    add_json_option(parser, "generation")
     args = parser.parse_args(argv)
     sizes = sorted(set(args.sizes))
 
@@ -350,11 +345,9 @@ def main(argv: list[str] | None = None) -> None:
         rows += bench_twin(name, sizes, args.repeats, args.peer_max_size, log)
 
     header = machine("porespy")
-    if args.json:
-        print(json.dumps({"header": header, "notes": notes, "rows": [asdict(r) for r in rows]}))
-    else:
-        print_comments(header, notes)
-        print_table((*COLUMNS, "note"), [_cells(row) for row in rows], RIGHT, group=2)
+    print_comments(header, notes)
+    print_table((*COLUMNS, "note"), [_cells(row) for row in rows], RIGHT, group=2)
+    write_json(args, header, notes, {"generation": rows})
 
 
 if __name__ == "__main__":

@@ -7,26 +7,25 @@ sends our encoded ``noop`` request on a DEALER and waits for the echo; ours time
 ``InstrumentClient.call("noop")``. Then ``--clients`` client processes do the same at once,
 for the throughput under concurrent callers. Each setting runs without and with CurveZMQ.
 
-    .venv/bin/python benchmarks/instruments.py [--calls 5000] [--warmup 200] [--clients 4]
-        [--json]
+    .venv/bin/python -m benchmarks.instruments [--calls 5000] [--warmup 200] [--clients 4]
+        [--json PATH]
 
-The table goes to stdout, progress to stderr.
+from the repository root. The table goes to stdout, progress to stderr, and the results as JSON
+to PATH (default runs/benchmarks/instruments.json) for a later run to be compared with.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -35,17 +34,21 @@ from typing import Any
 import numpy as np
 import zmq
 
-# This script shares its name with the package it measures: put the repository root where
-# Python put the script's folder, so that `import instruments` finds the package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent) if Path(p or ".").resolve() == _HERE else p for p in sys.path]
-
-from benchmarks._table import log, machine, number, print_comments, print_table, verdict  # noqa: E402
-from poreloop.instruments.auth import ALLOWED_DIR, CLIENT_NAME, SERVER_NAME, Keys, make_keys  # noqa: E402
-from poreloop.instruments.client import InstrumentClient  # noqa: E402
-from poreloop.instruments.protocol import Request, encode  # noqa: E402
-from poreloop.instruments.server import Server  # noqa: E402
-from poreloop.instruments.sim import SimOven  # noqa: E402
+from benchmarks._table import (
+    add_json_option,
+    log,
+    machine,
+    number,
+    print_comments,
+    print_table,
+    verdict,
+    write_json,
+)
+from poreloop.instruments.auth import ALLOWED_DIR, CLIENT_NAME, SERVER_NAME, Keys, make_keys
+from poreloop.instruments.client import InstrumentClient
+from poreloop.instruments.protocol import Request, encode
+from poreloop.instruments.server import Server
+from poreloop.instruments.sim import SimOven
 
 TARGET_RATIO = 3.0
 TARGET_THROUGHPUT = 2000.0
@@ -358,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--clients", type=int, default=4, help="concurrent client processes (1: none)"
     )
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead")
+    add_json_option(parser, "instruments")
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= args.calls or args.warmup < 0:
         parser.error(
@@ -394,9 +397,6 @@ def main(argv: list[str] | None = None) -> None:
         f"target: ours, one client: ratio_p50 <= {TARGET_RATIO:g} and throughput >= "
         f"{TARGET_THROUGHPUT:g}/s",
     ]
-    if args.json:
-        print(json.dumps({"header": header, "notes": notes, "rows": [asdict(r) for r in rows]}))
-        return
     print_comments(header, notes)
     print_table(
         COLUMNS,
@@ -405,6 +405,7 @@ def main(argv: list[str] | None = None) -> None:
         group=2,
         title="# no-op round trip: ours beside raw pyzmq DEALER/ROUTER",
     )
+    write_json(args, header, notes, {"instruments": rows})
 
 
 if __name__ == "__main__":

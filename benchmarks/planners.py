@@ -13,13 +13,14 @@ with its default generation strategy, untuned, in the same process.
 3. Proposal wall time: one ``ask(1)`` after telling N random Hartmann6 observations, beside one
    Ax ``get_next_trials`` after attaching the same N.
 
-    .venv/bin/python benchmarks/planners.py [--problems hartmann6 electrode timing]
+    .venv/bin/python -m benchmarks.planners [--problems hartmann6 electrode timing]
         [--planners sobol bayes ax rl] [--seeds 5] [--evals 10 20 30 40]
         [--electrode-seeds 3] [--electrode-evals 10 20] [--electrode-size 40]
         [--timing-planners bayes ax] [--timing-sizes 20 100 300]
-        [--option [PROBLEM:]PLANNER.KEY=VALUE ...] [--cache FILE] [--quick]
+        [--option [PROBLEM:]PLANNER.KEY=VALUE ...] [--cache FILE] [--quick] [--json PATH]
 
-The tables go to stdout, progress to stderr.
+from the repository root. The tables go to stdout, progress to stderr, and the results as JSON
+to PATH (default runs/benchmarks/planners.json) for a later run to be compared with.
 """
 
 from __future__ import annotations
@@ -42,21 +43,18 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.stats
 
-# This script's folder holds benchmarks/twins.py, which would shadow the package: put the
-# repository root where Python put the script's folder, so that `import twins` finds it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent) if Path(p or ".").resolve() == _HERE else p for p in sys.path]
-
-from benchmarks._table import (  # noqa: E402
+from benchmarks._table import (
+    add_json_option,
     log,
     machine,
     number,
     print_comments,
     print_table,
     verdict,
+    write_json,
 )
-from poreloop.agent.planners import PLANNERS, make_planner  # noqa: E402
-from poreloop.twins.space import Categorical, Integer, ParameterSpace, Recipe  # noqa: E402
+from poreloop.agent.planners import PLANNERS, make_planner
+from poreloop.twins.space import Categorical, Integer, ParameterSpace, Recipe
 
 AX = "ax"
 INITIALISATION_NODES = ("CenterOfSearchSpace", "Sobol")
@@ -566,6 +564,7 @@ def main(argv: list[str] | None = None) -> None:
         help="keep finished runs in this JSON-lines file and reuse those it holds",
     )
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    add_json_option(parser, "planners")
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
@@ -581,7 +580,7 @@ def main(argv: list[str] | None = None) -> None:
     def contenders(problem: str, chosen: list[str]) -> list[Contender]:
         return [contender(name, options.get((problem, name), {})) for name in chosen]
 
-    header = machine("ax-platform", "botorch", "gpytorch", "torch", "stable-baselines3")
+    header = machine("ax-platform", "botorch", "gpytorch", "stable-baselines3")
     notes = [
         "every run is sequential: one evaluation per ask; our planners see only a "
         "ParameterSpace and a plain function; seeds 0..n-1",
@@ -599,6 +598,7 @@ def main(argv: list[str] | None = None) -> None:
     print_comments(header, notes)
     sys.stdout.flush()
     cache = RunCache(args.cache)
+    tables: dict[str, list[Any]] = {}
     if "hartmann6" in problems:
         problem = hartmann6()
         note = (
@@ -608,7 +608,8 @@ def main(argv: list[str] | None = None) -> None:
         runs = bench_problem(
             problem, contenders("hartmann6", names), args.seeds, max(args.evals), cache
         )
-        print_regret(problem, runs, sorted(args.evals), 3, note, "hartmann6", cache)
+        checkpoints = sorted(args.evals)
+        print_regret(problem, runs, checkpoints, 3, note, "hartmann6", cache, notes, tables)
     if "electrode" in problems:
         problem = electrode(args.electrode_size)
         note = (
@@ -627,28 +628,31 @@ def main(argv: list[str] | None = None) -> None:
             cache,
         )
         title = f"{problem.name} ({ELECTRODE_OBJECTIVE}, Wh/L)"
-        print_regret(problem, runs, sorted(args.electrode_evals), 1, note, title, cache)
+        checkpoints = sorted(args.electrode_evals)
+        print_regret(problem, runs, checkpoints, 1, note, title, cache, notes, tables)
     if "timing" in problems:
         rows = bench_timing(hartmann6(), contenders("timing", timing_names), args.timing_sizes)
-        print()
-        print_comments(
-            {},
-            [
-                "proposal_s: wall time of one ask(1) (ours: the first after warm-starting with "
-                f"the observations) or of {AX}'s first get_next_trials(1) from its model (after "
-                "attaching and completing them as trials; its centre and Sobol steps are "
-                "skipped, untimed), model fitting included; one call each, on uniformly random "
-                "Hartmann6 observations (seed N)"
-            ],
+        note = (
+            "proposal_s: wall time of one ask(1) (ours: the first after warm-starting with "
+            f"the observations) or of {AX}'s first get_next_trials(1) from its model (after "
+            "attaching and completing them as trials; its centre and Sobol steps are "
+            "skipped, untimed), model fitting included; one call each, on uniformly random "
+            "Hartmann6 observations (seed N)"
         )
+        columns = ("N", "planner", "proposal_s", "target", "note")
+        print()
+        print_comments({}, [note])
         print_table(
-            ("N", "planner", "proposal_s", "target", "note"),
+            columns,
             rows,
             {"N", "proposal_s"},
             group=1,
             title="proposal wall time after N observations (hartmann6)",
         )
         sys.stdout.flush()
+        notes.append(note)
+        tables["timing"] = [dict(zip(columns, row, strict=True)) for row in rows]
+    write_json(args, header, notes, tables)
 
 
 def print_regret(
@@ -659,20 +663,26 @@ def print_regret(
     note: str,
     title: str,
     cache: RunCache,
+    notes: list[str],
+    tables: dict[str, list[Any]],
 ) -> None:
-    """A problem's notes and regret table, printed as soon as its runs are done."""
-    notes = [note]
+    """A problem's notes and regret table, printed as soon as its runs are done, and kept for
+    the JSON: the notes appended to ``notes``, the rows and every run's values to ``tables``."""
+    printed = [note]
     reused = cache.take_reused()
     if reused:
-        notes.append(
+        printed.append(
             f"{reused} of these runs reused from {cache.path}, finished by an earlier "
             "invocation on this machine (their plan_s was measured then)"
         )
     columns, rows = regret_rows(problem, results, checkpoints, digits)
     print()
-    print_comments({}, notes)
+    print_comments({}, printed)
     print_table(columns, rows, set(columns[1:-2]), title=title)
     sys.stdout.flush()
+    tables[problem.name] = [dict(zip(columns, row, strict=True)) for row in rows]
+    tables[f"{problem.name} runs"] = results
+    notes += printed
 
 
 if __name__ == "__main__":

@@ -6,37 +6,31 @@ The pore-phase tortuosity factor of a PoreSpy blob image and of our electrode tw
 of each stage of the electrode, GDL and SOFC-anode chains, and of the PyBaMM cell model
 (build, first and later evaluations) on the electrode properties the chain found.
 
-    .venv/bin/python benchmarks/transport.py [--sizes 64 128 200] [--rtol 1e-3] [--repeats N]
+    .venv/bin/python -m benchmarks.transport [--sizes 64 128 200] [--rtol 1e-3] [--repeats N]
         [--peer-max-size 200] [--chain-sizes 64 128] [--chain-max-size CHAIN=EDGE ...]
-        [--evaluations 5] [--json]
+        [--evaluations 5] [--json PATH]
 
-The tables go to stdout, progress to stderr.
+from the repository root. The tables go to stdout, progress to stderr, and the results as JSON
+to PATH (default runs/benchmarks/transport.json) for a later run to be compared with.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import porespy.generators as psg
 import taufactor
-import torch
 
-# Python puts the script's folder first on sys.path, and benchmarks/twins.py would shadow the
-# package it measures: put the repository root there instead, so that `import twins` finds it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent) if Path(p or ".").resolve() == _HERE else p for p in sys.path]
-
-from benchmarks._table import (  # noqa: E402
+from benchmarks._table import (
+    add_json_option,
     best_time,
     log,
     machine,
@@ -45,11 +39,12 @@ from benchmarks._table import (  # noqa: E402
     print_table,
     repeats_for,
     verdict,
+    write_json,
 )
-from poreloop.twins.critics import tortuosity  # noqa: E402
-from poreloop.twins.critics.cell import CellModel, c_rate_tag  # noqa: E402
-from poreloop.twins.critics.chain import AXES, ChainResult, cell_properties, get_chain  # noqa: E402
-from poreloop.twins.manufacturing import get_twin  # noqa: E402
+from poreloop.twins.critics import tortuosity
+from poreloop.twins.critics.cell import CellModel, c_rate_tag
+from poreloop.twins.critics.chain import AXES, ChainResult, cell_properties, get_chain
+from poreloop.twins.manufacturing import get_twin
 
 SEED = 0
 AXIS = AXES.index("z")
@@ -368,15 +363,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--evaluations", type=int, default=5, help="timed cell-model evaluations per size"
     )
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead")
+    add_json_option(parser, "transport")
     args = parser.parse_args(argv)
     if args.evaluations < 1:
         parser.error(f"--evaluations must be at least 1, got {args.evaluations}")
     sizes, chain_sizes = sorted(set(args.sizes)), sorted(set(args.chain_sizes))
     chain_max_size = dict(args.chain_max_size)
 
-    header = machine("porespy", "scipy", "pyamg", "taufactor", "torch", "pybamm")
-    header["threads"] = f"torch {torch.get_num_threads()} (TauFactor on the CPU)"
+    header = machine("porespy", "pyamg", "taufactor", "pybamm")
     load_at_start = _load()
     notes = [
         f"tau: pore-phase tortuosity factor along z (axis {AXIS}), seed {SEED}; TauFactor "
@@ -410,19 +404,6 @@ def main(argv: list[str] | None = None) -> None:
     cell = bench_cell(results["electrode"], args.evaluations)
 
     header["load average"] = f"{load_at_start} at start, {_load()} at end (1, 5, 15 min)"
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "header": header,
-                    "notes": notes,
-                    "transport": [asdict(r) for r in transport],
-                    "chains": [asdict(r) for r in chains],
-                    "cell": [asdict(r) for r in cell],
-                }
-            )
-        )
-        return
     print_comments(header, notes)
     for columns, cells, title in (
         (
@@ -434,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
         (CELL_COLUMNS, map(cell_cells, cell), "cell model (PyBaMM) evaluation"),
     ):
         print_table(columns, list(cells), RIGHT, group=1, title=f"# {title}")
+    write_json(args, header, notes, {"transport": transport, "chains": chains, "cell": cell})
 
 
 if __name__ == "__main__":
