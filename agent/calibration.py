@@ -1,13 +1,19 @@
-"""Calibrating the twin to the lab: its process offsets fitted to the scans.
+"""Calibrating the twin to the lab: its process offsets fitted to what the lab measured.
 
 A real line does not make exactly the recipe it is given: the calender squeezes more than set,
 some active material is lost in mixing, the powder is coarser than its datasheet. Each of
-these is a process offset on a twin parameter (added, or multiplying it). The campaign fits
-them to what the tomograph saw: for every scanned lab sample, the twin makes the same recipe
-under trial offsets and the CT's own image formation (``instruments.tomography``) scans it
-virtually, so the scan and its twin are segmented alike and the segmentation's bias cancels;
-the offsets minimise the squared, scaled differences of the structure metrics (porosity,
-active fraction, particle size from the active surface) over all samples.
+these is a process offset on a twin parameter (added, or multiplying it), and each is fitted
+to the measurement that sees it best:
+
+- the calender's offset to the coating's thickness (a micrometer): calendering keeps the mass,
+  so the made thickness is the dried thickness times (1 − true compression);
+- the active-material factor to the active loading (a balance): loading = active fraction ×
+  dried thickness × the active material's density;
+- the particle-size factor to the tomograph's scans: for every scanned sample the twin makes
+  the same recipe under the fitted offsets and the CT's own image formation
+  (``instruments.tomography``) scans it virtually, so scan and twin are segmented alike and
+  the segmentation's bias cancels; the factor scales until the particle size seen in the
+  active surface (3·φ_active / s_active) agrees in the median.
 
 Later screening generates ``calibration.apply(recipe)``: the twin then predicts what the lab
 will make of a recipe, not what the recipe says.
@@ -43,26 +49,25 @@ class Offset:
         return f"{self.parameter}_{'offset' if self.kind == 'add' else 'factor'}"
 
 
+COMPRESSION = Offset("compression", "add", -0.1, 0.1)
+ACTIVE = Offset("active_fraction", "scale", 0.8, 1.2)
+PARTICLE = Offset("particle_radius_um", "scale", 0.8, 1.25)
 PROCESS_OFFSETS: dict[str, tuple[Offset, ...]] = {
-    "li_ion_electrode": (
-        Offset("compression", "add", -0.1, 0.1),
-        Offset("active_fraction", "scale", 0.85, 1.15),
-        Offset("particle_radius_um", "scale", 0.8, 1.25),
-    ),
+    "li_ion_electrode": (COMPRESSION, ACTIVE, PARTICLE)
 }
 """The process offsets a campaign fits, per twin (a twin not listed is not calibrated)."""
 
-METRIC_SCALES: dict[str, float] = {"porosity": 0.01, "fraction_active": 0.01, "radius_um": 0.05}
-"""What one unit of misfit is for each metric: about the sample-to-sample scatter (absolute
-for the fractions; relative, as a log-ratio, for the particle size)."""
-
-MIN_SAMPLES = 3
-"""Scans needed before the offsets are fitted: three offsets, three metrics a sample."""
+MIN_SAMPLES = 2
+"""Samples measured before the offsets are fitted."""
+RADIUS_ITERATIONS = 2
+"""Fixed-point steps for the particle-size factor: the size the scans see grows about in
+proportion to the set radius, so each step scales the factor by the median lab/twin ratio
+(the median: one odd structure in a small box must not drag the fit)."""
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """Fitted offsets (name → value) and how well they fit."""
+    """Fitted offsets (name → value), how well they fit, and from how many samples."""
 
     offsets: dict[str, float] = field(default_factory=dict)
     misfit: float = math.nan
@@ -71,7 +76,8 @@ class Calibration:
     def apply(self, recipe: Recipe, twin: str, space: ParameterSpace) -> Recipe:
         """What the lab makes of ``recipe``: the offsets applied within the twin's bounds, and
         pulled back towards the set recipe as far as its linear constraints need (a calender
-        stalls at the densest packing rather than making an impossible electrode)."""
+        stalls at the densest packing rather than making an impossible electrode). A coating
+        calendered harder comes out thinner: its mass is kept."""
         shifted = dict(recipe)
         for offset in PROCESS_OFFSETS.get(twin, ()):
             value = self.offsets.get(offset.name, offset.neutral)
@@ -79,14 +85,24 @@ class Calibration:
             moved = set_value + value if offset.kind == "add" else set_value * value
             p = space[offset.parameter]
             shifted[offset.parameter] = float(np.clip(moved, p.low, p.high))
-        if space.is_feasible(shifted):
-            return shifted
-        low, high = 0.0, 1.0
-        for _ in range(30):
-            mid = (low + high) / 2
-            trial = _towards(recipe, shifted, mid)
-            low, high = (mid, high) if space.is_feasible(trial) else (low, mid)
-        return _towards(recipe, shifted, low)
+        if not space.is_feasible(shifted):
+            low, high = 0.0, 1.0
+            for _ in range(30):
+                mid = (low + high) / 2
+                trial = _towards(recipe, shifted, mid)
+                low, high = (mid, high) if space.is_feasible(trial) else (low, mid)
+            shifted = _towards(recipe, shifted, low)
+        if "thickness_um" in recipe and "compression" in recipe:
+            p = space["thickness_um"]
+            made = calendered_thickness(recipe, shifted["compression"])
+            shifted["thickness_um"] = float(np.clip(made, p.low, p.high))
+        return shifted
+
+
+def calendered_thickness(recipe: Mapping[str, Any], compression: float) -> float:
+    """The thickness (um) of the set recipe's dried coating calendered by ``compression``."""
+    dried = float(recipe["thickness_um"]) / (1.0 - float(recipe["compression"]))
+    return dried * (1.0 - compression)
 
 
 def _towards(start: Recipe, end: Recipe, t: float) -> Recipe:
@@ -108,21 +124,22 @@ def structure_metrics(properties: Mapping[str, float]) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class ScannedSample:
-    """One lab sample as calibration sees it: the set recipe, the scan's metrics, and how to
-    scan its twin alike (box shape, voxel size of the sample and of the scan, exposure)."""
+class MeasuredSample:
+    """One lab sample as calibration sees it: the set recipe, its gauged thickness and weighed
+    loading, its scan's metrics, and how to scan its twin alike."""
 
     recipe: Recipe
+    thickness_um: float
+    loading_mg_cm2: float
     metrics: dict[str, float]
     shape: tuple[int, int, int]
     voxel_size_um: float
-    scan_voxel_size_um: float
     exposure_s: float
     seed: int
 
 
 def virtual_scan_metrics(
-    twin: Any, recipe: Recipe, sample: ScannedSample, rng: np.random.Generator
+    twin: Any, recipe: Recipe, sample: MeasuredSample, rng: np.random.Generator
 ) -> dict[str, float]:
     """The metrics of the twin's structure for ``recipe``, scanned and segmented as the lab's."""
     from poreloop.instruments.tomography import render, segment_electrode
@@ -133,55 +150,44 @@ def virtual_scan_metrics(
         edge = math.ceil(3 * float(recipe["particle_radius_um"]) / sample.voxel_size_um)
         shape = (max(shape[0], edge), max(shape[1], edge), shape[2])
     micro = twin.generate(recipe, shape=shape, seed=sample.seed)
-    grey = render(micro, sample.scan_voxel_size_um, sample.exposure_s, rng)
-    scanned = segment_electrode(grey, sample.scan_voxel_size_um)
-    return structure_metrics(morphology(scanned))
+    grey = render(micro, sample.voxel_size_um, sample.exposure_s, rng)
+    return structure_metrics(morphology(segment_electrode(grey, sample.voxel_size_um)))
 
 
-def residuals(twin: Any, calibration: Calibration, samples: Sequence[ScannedSample]) -> np.ndarray:
-    """Scaled differences, twin (virtual scan) minus lab (scan), metric by metric. ``(3 n,)``."""
-    out = []
-    for sample in samples:
-        rng = np.random.default_rng(sample.seed)  # the same noise for every trial: smooth misfit
-        virtual = virtual_scan_metrics(
-            twin, calibration.apply(sample.recipe, twin.name, twin.space), sample, rng
-        )
-        for name, scale in METRIC_SCALES.items():
-            lab, model = sample.metrics[name], virtual[name]
-            if name == "radius_um":
-                out.append(math.log(model / lab) / scale if model > 0 and lab > 0 else 0.0)
-            else:
-                out.append((model - lab) / scale)
-    return np.nan_to_num(np.asarray(out, dtype=float), nan=0.0)
+def fit(twin: Any, samples: Sequence[MeasuredSample]) -> Calibration:
+    """The offsets that explain the lab's thicknesses, loadings and scans (see the module).
 
-
-def fit(
-    twin: Any, samples: Sequence[ScannedSample], start: Calibration | None = None
-) -> Calibration:
-    """The offsets that make the twin's virtual scans match the lab's scans (least squares).
-
-    Needs MIN_SAMPLES scans; with fewer the start (or the neutral calibration) is returned.
+    Needs MIN_SAMPLES samples; with fewer, or for a twin without offsets, the neutral one.
     """
-    from scipy.optimize import least_squares
+    from poreloop.twins.manufacturing.electrode import active_loading_mg_cm2
 
-    offsets = PROCESS_OFFSETS.get(twin.name, ())
-    if not offsets or len(samples) < MIN_SAMPLES:
-        return start or Calibration()
-    start = start or Calibration()
-    x0 = np.array([np.clip(start.offsets.get(o.name, o.neutral), o.low, o.high) for o in offsets])
+    if twin.name not in PROCESS_OFFSETS or len(samples) < MIN_SAMPLES:
+        return Calibration()
+    squeeze = [
+        (1.0 - float(s.recipe["compression"]))
+        * (1.0 - s.thickness_um / float(s.recipe["thickness_um"]))
+        for s in samples
+    ]
+    factor = [s.loading_mg_cm2 / active_loading_mg_cm2(s.recipe) for s in samples]
+    offsets = {
+        COMPRESSION.name: float(np.clip(np.median(squeeze), COMPRESSION.low, COMPRESSION.high)),
+        ACTIVE.name: float(np.clip(np.median(factor), ACTIVE.low, ACTIVE.high)),
+    }
 
-    def misfit(x: np.ndarray) -> np.ndarray:
-        trial = Calibration(dict(zip((o.name for o in offsets), x.tolist(), strict=True)))
-        return residuals(twin, trial, samples)
+    radius_factor, logs = PARTICLE.neutral, np.zeros(len(samples))
+    for _ in range(RADIUS_ITERATIONS):
+        trial = Calibration({**offsets, PARTICLE.name: radius_factor})
+        logs = np.array([_log_radius_ratio(twin, trial, sample) for sample in samples])
+        radius_factor = float(
+            np.clip(radius_factor * math.exp(np.median(logs)), PARTICLE.low, PARTICLE.high)
+        )
+    offsets[PARTICLE.name] = radius_factor
+    return Calibration(offsets, float(np.sqrt(np.mean(np.square(logs)))), len(samples))
 
-    solution = least_squares(
-        misfit,
-        x0,
-        bounds=([o.low for o in offsets], [o.high for o in offsets]),
-        diff_step=0.05,
-        x_scale=[0.02 if o.kind == "add" else 0.05 for o in offsets],
-        max_nfev=40,
-    )
-    values = dict(zip((o.name for o in offsets), solution.x.tolist(), strict=True))
-    rms = float(np.sqrt(np.mean(solution.fun**2)))
-    return Calibration(values, rms, len(samples))
+
+def _log_radius_ratio(twin: Any, calibration: Calibration, sample: MeasuredSample) -> float:
+    """log(lab / twin) of the particle size the scans see, for one sample's recipe."""
+    rng = np.random.default_rng(sample.seed)
+    recipe = calibration.apply(sample.recipe, twin.name, twin.space)
+    seen = virtual_scan_metrics(twin, recipe, sample, rng)["radius_um"]
+    return math.log(sample.metrics["radius_um"] / seen)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from poreloop.agent.calibration import Calibration, ScannedSample, fit, structure_metrics
+from poreloop.agent.calibration import Calibration, MeasuredSample, fit, structure_metrics
 from poreloop.agent.config import RESOLUTION, CampaignConfig, ConfigError
 from poreloop.agent.store import FINAL, Store
 
@@ -350,13 +350,15 @@ class Campaign:
         return True
 
     def _calibrate(self) -> None:
-        scanned = [
-            ScannedSample(
+        """Refit the process offsets once more samples were gauged, weighed and scanned."""
+        measured = [
+            MeasuredSample(
                 recipe=s["recipe"],
+                thickness_um=s["results"]["inspection"]["thickness_um"],
+                loading_mg_cm2=s["results"]["inspection"]["loading_mg_cm2"],
                 metrics=structure_metrics(s["results"]["measured_structure"]["properties"]),
                 shape=tuple(s["results"]["measured_structure"]["shape"]),
                 voxel_size_um=s["results"]["measured_structure"]["voxel_size_um"],
-                scan_voxel_size_um=s["results"]["measured_structure"]["voxel_size_um"],
                 exposure_s=SCAN_EXPOSURE_S,
                 seed=s["id"],
             )
@@ -364,10 +366,10 @@ class Campaign:
             if "measured_structure" in s["results"]
             and not s["results"]["measured_structure"]["failed"]
         ]
-        if len(scanned) <= self.calibration.samples:
+        if len(measured) <= self.calibration.samples:
             return
-        calibration = fit(self.twin, scanned, start=self.calibration)
-        if calibration.samples == self.calibration.samples:
+        calibration = fit(self.twin, measured)
+        if calibration.samples == 0:
             return
         self.calibration = calibration
         self.calibration_id = self.store.add_calibration(
@@ -376,7 +378,12 @@ class Campaign:
             {"misfit": calibration.misfit, "samples": calibration.samples},
             calibration.samples,
         )
-        self.store.log("calibration", f"offsets {calibration.offsets} from {len(scanned)} scans")
+        self.store.log(
+            "calibration",
+            "offsets "
+            + ", ".join(f"{k} {v:.4g}" for k, v in calibration.offsets.items())
+            + f" from {len(measured)} samples",
+        )
 
     def _check_twin_against_lab(self) -> None:
         """The twin's predictions of every measured sample, with neutral offsets and with the
