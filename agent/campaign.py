@@ -27,7 +27,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,7 @@ class Campaign:
         self.config = config
         self.on_progress = on_progress or (lambda progress: None)
         self.progress = Progress()
+        self._shown: Progress | None = None
         from poreloop.envs.design import design_space
         from poreloop.twins import get_twin
 
@@ -475,7 +476,9 @@ class Campaign:
         top = best(samples, self.config.objectives)
         self.progress.best = {k: v for k, v in top.items() if k in self.config.objectives}
         self.progress.calibration = dict(self.calibration.offsets)
-        self.on_progress(self.progress)
+        if self.progress != self._shown:
+            self._shown = replace(self.progress)
+            self.on_progress(self.progress)
 
 
 def _c_rates(objectives: dict[str, str]) -> tuple[float, ...]:

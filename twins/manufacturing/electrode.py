@@ -105,10 +105,11 @@ class ElectrodeTwin(Twin):
             Continuous(
                 name="thickness_um",
                 unit="um",
-                low=30.0,
-                high=150.0,
+                low=10.0,
+                high=300.0,
                 default=70.0,
-                description="calendered coating thickness: the box is a representative volume of it",
+                description="calendered coating thickness (a coater's range; cells use 30-150): "
+                "the box is a representative volume of it",
             ),
             Continuous(
                 name="voxel_size_um",
