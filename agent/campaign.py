@@ -332,12 +332,13 @@ class Campaign:
 
     def _tell_lab(self, sample: dict[str, Any]) -> bool:
         """Tell a finished sample's lab outcome with the twin's prediction for it; False for
-        an unknown outcome, which is never guessed: it stays pending, so it is never re-made."""
+        an unknown outcome or a lab failure, which are never guessed into the planner: the
+        recipe stays pending, so it is never re-made by accident."""
         if sample["stage"] == "measured":
             outcome = self._outcome(sample["results"]["outcome"], None, "lab")
-        elif sample["stage"] == "failed":
+        elif sample["stage"] == "failed" and sample["results"].get("recipe_at_fault"):
             outcome = {"failed": True, "reason": sample["reason"], "fidelity": "lab"}
-        else:
+        else:  # unknown, or failed by the lab: it says nothing of the recipe, never guessed
             return False
         recipe = {name: sample["recipe"][name] for name in self.space.names}
         predictions = [
@@ -476,6 +477,7 @@ class Campaign:
         top = best(samples, self.config.objectives)
         self.progress.best = {k: v for k, v in top.items() if k in self.config.objectives}
         self.progress.calibration = dict(self.calibration.offsets)
+        self.progress.waiting = self.lab.held() if self.lab is not None else []
         if self.progress != self._shown:
             self._shown = replace(self.progress)
             self.on_progress(self.progress)

@@ -20,23 +20,32 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from poreloop.agent.store import FINAL, Store
 
 log = logging.getLogger("poreloop.lab")
 
 RETRY_PAUSE_S = 1.0
+SAMPLE_FAULTS = frozenset({"failed", "invalid_params"})
+"""Error codes that blame the sample (the action ran and the sample did not hold up, or the
+instrument cannot measure it), not the instrument."""
 """Pause between re-asks of an instrument that did not answer."""
 
 
 class SampleEnded(Exception):
-    """A sample leaves the pipeline early: ``stage`` is failed or unknown, with the reason."""
+    """A sample leaves the pipeline early: ``stage`` is failed or unknown, with the reason.
 
-    def __init__(self, stage: str, reason: str) -> None:
+    ``recipe_at_fault``: the sample itself failed (it cracked, it cannot carry the current),
+    which the planner must learn; False when the lab failed it (an instrument stopped,
+    aborted, refused or was rejected by a person), which says nothing about the recipe.
+    """
+
+    def __init__(self, stage: str, reason: str, recipe_at_fault: bool = False) -> None:
         super().__init__(reason)
         self.stage = stage
         self.reason = reason
+        self.recipe_at_fault = recipe_at_fault
 
 
 class LabPipeline:
@@ -69,6 +78,7 @@ class LabPipeline:
         self.holder = holder
         self.keys = keys
         self._stop = threading.Event()
+        self._watcher: Any = None
         self._done: queue.Queue[int] = queue.Queue()
         self._inboxes: dict[str, queue.Queue[int]] = {name: queue.Queue() for name in STATIONS}
         self._threads = [
@@ -94,7 +104,23 @@ class LabPipeline:
             except queue.Empty:
                 return ended
 
+    def held(self) -> list[str]:
+        """Robot motions held at its approval gate, as ``key (action)``: a person must approve
+        them (``poreloop instrument approve``); screening goes on meanwhile. Main thread only."""
+        from poreloop.instruments import InstrumentClient
+        from poreloop.instruments.errors import InstrumentError
+
+        if self._watcher is None:
+            self._watcher = InstrumentClient(self.endpoints["robot"], holder=self.holder)
+        try:
+            answer = self._watcher.call("pending", timeout=2.0)
+        except InstrumentError:
+            return []
+        return [f"{held['idempotency_key']} ({held['action']})" for held in answer["pending"]]
+
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=self.timeout_s)
@@ -120,7 +146,12 @@ class LabPipeline:
                 try:
                     following = STATIONS[name](self, client, row)
                 except SampleEnded as ended:
-                    self.store.update_sample(sample, ended.stage, reason=ended.reason)
+                    self.store.update_sample(
+                        sample,
+                        ended.stage,
+                        {"recipe_at_fault": ended.recipe_at_fault},
+                        reason=ended.reason,
+                    )
                     self.store.log(ended.stage, f"sample {sample}: {ended.reason}")
                     following = None
                 except Exception as error:  # a bug must not leave the sample hanging
@@ -151,29 +182,35 @@ class LabPipeline:
         if earlier is not None and earlier["state"] == "done":
             return earlier["outcome"]
         if earlier is not None and earlier["state"] in ("failed", "unknown"):
-            raise SampleEnded(earlier["state"], earlier["outcome"])
+            raise SampleEnded(
+                earlier["state"],
+                earlier["outcome"]["reason"],
+                earlier["outcome"]["recipe_at_fault"],
+            )
         give_up = time.monotonic() + self.timeout_s
         while True:
             try:
                 outcome = client.call(action, params, timeout=self.timeout_s, idempotency_key=key)
             except UnknownOutcome as error:
                 reason = f"{instrument}.{action} outcome unknown (the instrument died mid-action): {error}"
-                self.store.end_dispatch(key, "unknown", reason)
-                raise SampleEnded("unknown", reason) from None
+                self._end(key, "unknown", reason, False)
             except (ServerUnreachable, DeadlineError) as error:
                 if time.monotonic() < give_up and not self._stop.is_set():
                     self.store.log("instrument", f"{instrument} did not answer; re-asking: {error}")
                     time.sleep(RETRY_PAUSE_S)
                     continue
                 reason = f"{instrument}.{action}: no answer within {self.timeout_s:.0f} s ({error})"
-                self.store.end_dispatch(key, "unknown", reason)
-                raise SampleEnded("unknown", reason) from None
+                self._end(key, "unknown", reason, False)
             except InstrumentError as error:
-                reason = f"{instrument}.{action} refused or failed: {error}"
-                self.store.end_dispatch(key, "failed", reason)
-                raise SampleEnded("failed", reason) from None
+                at_fault = error.code in SAMPLE_FAULTS
+                self._end(key, "failed", f"{instrument}.{action}: {error}", at_fault)
             self.store.end_dispatch(key, "done", outcome)
             return outcome
+
+    def _end(self, key: str, stage: str, reason: str, recipe_at_fault: bool) -> NoReturn:
+        """Journal how a call ended the sample, then end it."""
+        self.store.end_dispatch(key, stage, {"reason": reason, "recipe_at_fault": recipe_at_fault})
+        raise SampleEnded(stage, reason, recipe_at_fault)
 
 
 def _fabricate(lab: LabPipeline, client: Any, row: dict[str, Any]) -> str:
@@ -195,6 +232,7 @@ def _inspect(lab: LabPipeline, client: Any, row: dict[str, Any]) -> str:
             f"{seen['cracks_per_mm2']:.0f} cracks/mm², "
             f"{seen['delamination_fraction']:.0%} delaminated, "
             f"{seen['pinholes_per_cm2']:.0f} pinholes/cm²",
+            recipe_at_fault=True,
         )
     return "tomograph"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
@@ -126,3 +127,16 @@ def toy_reference_twin(monkeypatch: pytest.MonkeyPatch) -> type[ReferenceTwin]:
 def toy_micro() -> Microstructure:
     """A small, non-cubic 3D microstructure from ``FieldTwin``."""
     return FieldTwin().generate({"solid_fraction": 0.4}, shape=(24, 20, 16), seed=3)
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """One local Ray for the whole test session (2 CPUs, no dashboard); its GCS address lets a
+    campaign in a subprocess join it (``RAY_ADDRESS``) instead of starting its own."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

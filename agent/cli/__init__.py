@@ -49,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if not isinstance(exc, user_errors()):
             raise
-        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        for problem in str(exc).splitlines() or [""]:  # a config lists one problem a line
+            print(f"{PROG}: error: {' '.join(problem.split())}", file=sys.stderr)
         return 2
 
 
