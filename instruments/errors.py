@@ -32,9 +32,14 @@ class InstrumentError(RuntimeError):
     The message is one line naming what was expected, what was got and how to fix it; the CLI
     prints it with exit code 2. ``code`` is the wire code; ``idempotency_key`` names the call
     it ended, so the caller can ask again about it without running the action twice.
+
+    ``retryable`` tells a campaign whether calling again under the same idempotency key can
+    bring a better answer. Every subclass decides for itself; here it is False because an
+    error of unknown cause (an internal bug, an unusable key file) will not go away by asking.
     """
 
     default_code: ErrorCode = ErrorCode.failed
+    retryable: bool = False
 
     def __init__(
         self, message: str, code: ErrorCode | None = None, idempotency_key: str | None = None
@@ -48,24 +53,35 @@ class ProtocolError(InstrumentError):
     """Frames that are not a well-formed message of this protocol version."""
 
     default_code = ErrorCode.malformed
+    retryable = False
+    """The client already ignores a reply garbled in transit; one that reaches the caller means
+    the peer speaks another protocol or version, and asking again sends the same frames."""
 
 
 class InvalidRequest(InstrumentError):
     """A well-formed request the instrument cannot take: unknown action, bad params, key reuse."""
 
     default_code = ErrorCode.invalid_params
+    retryable = False
+    """The same request is refused the same way; the caller must change it."""
 
 
 class RefusedError(InstrumentError):
     """A valid request refused for safety: a limit, a latched emergency stop, or a held lease."""
 
     default_code = ErrorCode.refused_limit
+    retryable = False
+    """Someone must act first (lower the ask, clear the e-stop, release the lease); a campaign
+    that asked again at once would only be refused again."""
 
 
 class DeadlineError(InstrumentError):
     """The action did not finish within its deadline."""
 
     default_code = ErrorCode.deadline
+    retryable = True
+    """It may still be running: asking again under the same key returns its outcome once it
+    ends. If the server itself stopped it, the journal replays that end and nothing moves."""
 
 
 class ServerUnreachable(InstrumentError):
@@ -76,6 +92,8 @@ class ServerUnreachable(InstrumentError):
     """
 
     default_code = ErrorCode.internal
+    retryable = True
+    """A restarted or reachable-again server answers the same key from its journal."""
 
 
 class UnknownOutcome(InstrumentError):
@@ -85,6 +103,8 @@ class UnknownOutcome(InstrumentError):
     """
 
     default_code = ErrorCode.unknown_outcome
+    retryable = False
+    """The journal answers this key with the same unknown outcome forever, by design."""
 
 
 class ActionFailed(InstrumentError):
@@ -92,6 +112,10 @@ class ActionFailed(InstrumentError):
 
     ``rejected``: a person turned down the request at the approval gate; nothing moved.
     """
+
+    retryable = False
+    """Its end is journaled and replayed under the same key; trying again is a new request
+    with a new key, which is the campaign's decision, not a retry."""
 
 
 ERRORS_BY_CODE: dict[ErrorCode, type[InstrumentError]] = {
