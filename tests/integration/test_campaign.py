@@ -168,3 +168,88 @@ def test_a_bad_config_is_one_line_per_problem_and_nothing_starts(tmp_path: Path)
         "did you mean 'li_ion_electrode'" in done.stderr and "did you mean 'planner'" in done.stderr
     )
     assert not (tmp_path / "run").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_instrument_killed_mid_campaign_and_restarted(tmp_path: Path, ray_address: str) -> None:
+    """The cycler dies (kill -9) while the campaign uses it and comes back on its journal: the
+    campaign re-asks under its keys, no sample is lost, none is measured twice."""
+    from poreloop.instruments.lab_config import LabConfig, server_command
+    from poreloop.instruments.server import parse_ready_line
+
+    lab = LabConfig.model_validate(
+        {
+            "lab_dir": tmp_path / "lab",
+            "time_scale": 0.001,
+            "instruments": [
+                {"kind": kind, "bind": f"tcp://127.0.0.1:{_free_port()}"}
+                for kind in ("robot", "inspector", "tomograph", "cycler")
+            ],
+        }
+    )
+    (lab.lab_dir / "journals").mkdir(parents=True)
+    servers: dict[str, subprocess.Popen[str]] = {}
+
+    def serve(instrument) -> None:
+        process = subprocess.Popen(
+            server_command(lab, instrument),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert parse_ready_line(process.stdout.readline()) is not None
+        servers[instrument.kind] = process
+
+    config = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
+    config["lab"] = {
+        "endpoints": {i.kind: i.bind for i in lab.instruments},
+        "samples": 4,
+        "per_iteration": 2,
+        "timeout_s": 120,
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    out, log = tmp_path / "run", tmp_path / "log.txt"
+    try:
+        for instrument in lab.instruments:
+            serve(instrument)
+        process = poreloop(
+            "run", tmp_path / "c.yaml", "--out", out, "--json-log", ray_address=ray_address, log=log
+        )
+        database = out / "campaign.sqlite"
+        give_up = time.monotonic() + 300
+        while time.monotonic() < give_up:
+            try:
+                if rows(database, "SELECT count(*) FROM dispatches WHERE instrument = 'cycler'")[0][
+                    0
+                ]:
+                    break
+            except sqlite3.OperationalError:
+                pass
+            time.sleep(0.05)
+        cycler = next(i for i in lab.instruments if i.kind == "cycler")
+        servers["cycler"].kill()
+        servers["cycler"].wait()
+        time.sleep(3.0)  # down long enough for the campaign to notice
+        serve(cycler)
+        finish(process, log)
+    finally:
+        for server in servers.values():
+            server.kill()
+            server.wait()
+            server.stdout.close()
+    stages = [stage for (stage,) in rows(database, "SELECT stage FROM samples")]
+    assert len(stages) == 4 and all(s in ("measured", "failed", "unknown") for s in stages)
+    assert stages.count("measured") >= 2  # the other samples went on
+    tests = rows(
+        lab.journal(cycler), "SELECT idempotency_key FROM actions WHERE action = 'rate_test'"
+    )
+    assert len(tests) == len({key for (key,) in tests})
+    noticed = rows(database, "SELECT message FROM events WHERE kind = 'instrument'")
+    assert any("cycler did not answer; re-asking" in message for (message,) in noticed)
