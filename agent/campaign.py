@@ -162,25 +162,59 @@ class Campaign:
         return status(self.out)
 
     def _loop(self) -> None:
+        """Screen while screening iterations are left; send the lab more whenever it has room
+        (fewer than ``per_iteration`` samples in flight) until its budget is spent; stop when
+        both are done and every sample is back. Time is kept per activity (``timings``)."""
         config = self.config
         iteration = int(self.store.meta("iteration", 0))
+        screened = int(self.store.meta("screening_iterations", 0))
+        timings = self.store.meta(
+            "timings", {"screening_s": 0.0, "selecting_s": 0.0, "waiting_s": 0.0}
+        )
         while True:
             self._absorb_lab()
-            screening_left = iteration < config.iterations and config.screening.batch > 0
-            if self._lab_done(iteration) and not screening_left:
+            screening_left = screened < config.iterations and config.screening.batch > 0
+            room = self._lab_room()
+            if not screening_left and room is None and self._lab_idle():
                 return
-            if iteration < config.iterations:
+            start = time.perf_counter()
+            if screening_left or room:
                 iteration += 1
                 self.progress.iteration = iteration
-                if config.screening.batch > 0:
+                if screening_left:
                     self._screen_batch(iteration)
+                    screened += 1
+                    timings["screening_s"] += time.perf_counter() - start
                     self._absorb_lab()
-                self._select_for_lab(iteration)
-                self.store.set_meta(iteration=iteration)
+                    room = self._lab_room()
+                if room:
+                    started = time.perf_counter()
+                    self._select_for_lab(iteration, room)
+                    timings["selecting_s"] += time.perf_counter() - started
+                self.store.set_meta(
+                    iteration=iteration, screening_iterations=screened, timings=timings
+                )
                 self._save_planner(iteration)
             else:
                 time.sleep(POLL_S)
+                timings["waiting_s"] += time.perf_counter() - start
+                self.store.set_meta(timings=timings)
             self._report_progress()
+
+    def _lab_room(self) -> int | None:
+        """How many samples the lab can take now (0: it is busy), None once the budget is
+        spent or there is no lab."""
+        if self.lab is None:
+            return None
+        samples = self.store.samples()
+        budget = self.config.lab.samples - len(samples)
+        if budget <= 0:
+            return None
+        in_flight = sum(s["stage"] not in FINAL for s in samples)
+        return min(max(self.config.lab.per_iteration - in_flight, 0), budget)
+
+    def _lab_idle(self) -> bool:
+        return all(s["stage"] in FINAL for s in self.store.samples())
 
     def _screen_batch(self, iteration: int) -> None:
         recipes = self._ask(self.config.screening.batch, fidelity="twin")
@@ -188,13 +222,7 @@ class Campaign:
         self.planner.tell(recipes, outcomes)
         self.screens_told = max(ids)
 
-    def _select_for_lab(self, iteration: int) -> None:
-        if self.lab is None:
-            return
-        budget = self.config.lab.samples - len(self.store.samples())
-        k = min(self.config.lab.per_iteration, budget)
-        if k <= 0:
-            return
+    def _select_for_lab(self, iteration: int, k: int) -> None:
         recipes = self._ask(k, fidelity="lab")
         samples = [self.store.add_sample(iteration, {**recipe, **self.fixed}) for recipe in recipes]
         self._screen(iteration, recipes, "lab", samples)
@@ -408,14 +436,6 @@ class Campaign:
         recipe = self.calibration.apply(sample["recipe"], self.twin.name, self.twin.space)
         twin = self.twin.generate(recipe, shape=tuple(scan["shape"]), seed=sample["id"])
         twin.save(self.out / "structures" / f"twin-{sample['id']}.npz")
-
-    def _lab_done(self, iteration: int) -> bool:
-        if self.lab is None:
-            return True
-        samples = self.store.samples()
-        in_flight = any(s["stage"] not in FINAL for s in samples)
-        budget_spent = len(samples) >= self.config.lab.samples
-        return not in_flight and (budget_spent or iteration >= self.config.iterations)
 
     # --- the planner --------------------------------------------------------------------------
 
