@@ -270,8 +270,8 @@ class TwinDesignEnv(DesignEnv):
     ``voxel_size_um`` is a resolution, not a design choice: it is left out of the design space
     and fixed here (the twin's default when not given). The size of the twin's features
     (``FEATURE_PARAMETER``: particle radius, fibre diameter) is capped so that ``PER_EDGE`` of
-    them fit along a box edge, as the twin requires. The reward is the mean of the
-    ``OBJECTIVES`` features.
+    them fit along a box edge, as the twin requires; ``BOUNDS`` narrow other parameters to
+    what the product allows. The reward is the mean of the ``OBJECTIVES`` features.
     """
 
     TWIN: ClassVar[str]
@@ -280,6 +280,7 @@ class TwinDesignEnv(DesignEnv):
     OBJECTIVES: ClassVar[tuple[str, ...]]
     FEATURE_PARAMETER: ClassVar[str]
     PER_EDGE: ClassVar[float]
+    BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {}
 
     def __init__(
         self,
@@ -300,7 +301,8 @@ class TwinDesignEnv(DesignEnv):
             twin.space,
             fixed={"voxel_size_um": voxel},
             bounds={
-                self.FEATURE_PARAMETER: (-math.inf, _FIT_MARGIN * size / self.PER_EDGE * voxel)
+                **self.BOUNDS,
+                self.FEATURE_PARAMETER: (-math.inf, _FIT_MARGIN * size / self.PER_EDGE * voxel),
             },
         )
         self.twin, self.chain = twin, get_chain(self.CHAIN[0], **self.CHAIN[1])
@@ -334,8 +336,13 @@ class TwinDesignEnv(DesignEnv):
         )
 
 
-ENERGY_SCALE_WH_L = 500.0
-"""Normalises the electrode's energy density (small thin boxes score about 200-350 Wh/L)."""
+ENERGY_SCALE_WH_L = 800.0
+"""Normalises the electrode's energy density at 1C (coatings of 30-150 µm score about
+500-850 Wh/L, whatever the box: its height is not the coating's)."""
+
+CELL_THICKNESS_UM = (30.0, 150.0)
+"""Coating thicknesses a cell designer uses (the coater reaches 10-300 µm): thinner wastes
+collector and separator volume, thicker cannot be wetted and cycled at 1C."""
 
 PERMEABILITY_RANGE_M2 = (1e-14, 1e-10)
 """log10 of the GDL's through-plane permeability is mapped from this range to [0, 1]."""
@@ -344,8 +351,10 @@ PERMEABILITY_RANGE_M2 = (1e-14, 1e-10)
 class ElectrodeDesignEnv(TwinDesignEnv):
     """``poreloop/ElectrodeDesign-v0``: Li-ion electrode recipes scored by the electrode chain
     at 1C. Reward: energy density at 1C / ``ENERGY_SCALE_WH_L``. Features: porosity, 1/τ of the
-    pore through the thickness, the normalised energy density. The particle radius is capped
-    so the in-plane box holds three mean radii (the twin's rule)."""
+    pore through the thickness, the normalised energy density. The coating thickness is a
+    design variable within ``CELL_THICKNESS_UM`` (the box is a representative volume of it);
+    the particle radius is capped so the in-plane box holds three mean radii (the twin's
+    rule)."""
 
     TWIN = "li_ion_electrode"
     CHAIN = ("electrode", {"c_rates": (1.0,)})
@@ -357,6 +366,7 @@ class ElectrodeDesignEnv(TwinDesignEnv):
     OBJECTIVES = ("energy_density_1c",)
     FEATURE_PARAMETER = "particle_radius_um"
     PER_EDGE = 3.0
+    BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {"thickness_um": CELL_THICKNESS_UM}
 
 
 class GDLDesignEnv(TwinDesignEnv):

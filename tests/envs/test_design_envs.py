@@ -12,7 +12,14 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.env_util import make_vec_env
 
 from poreloop import envs
-from poreloop.envs.design import FAILURE_REWARD, DesignEnv, EnvError, Score, design_space
+from poreloop.envs.design import (
+    CELL_THICKNESS_UM,
+    FAILURE_REWARD,
+    DesignEnv,
+    EnvError,
+    Score,
+    design_space,
+)
 from poreloop.twins.errors import TwinError
 from poreloop.twins.manufacturing import get_twin
 from poreloop.twins.space import Continuous, LinearConstraint, ParameterSpace
@@ -122,6 +129,17 @@ def test_design_space_fixes_the_voxel_size_and_fits_particles_in_the_box() -> No
         get_twin("li_ion_electrode").space["particle_radius_um"].low, 1.5 * 0.5
     )
     assert len(env.space.constraints) == 1  # the radius-voxel constraint became a bound
+
+
+def test_the_coating_thickness_is_a_design_variable_and_the_cell_sees_it() -> None:
+    """The box is a representative volume: the energy comes from the recipe's thickness."""
+    env = gymnasium.make("poreloop/ElectrodeDesign-v0", size=12, voxel_size_um=0.5).unwrapped
+    thickness = env.space["thickness_um"]
+    assert (thickness.low, thickness.high) == CELL_THICKNESS_UM
+    assert "voxel_size_um" not in env.space.names
+    recipe = env.space.complete({"particle_radius_um": 1.0, "thickness_um": 100.0})
+    (score,) = env._score([recipe], [0])
+    assert score.properties["thickness_um"] == 100.0
 
 
 def test_a_box_too_small_for_any_particle_is_refused() -> None:

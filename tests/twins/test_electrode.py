@@ -110,6 +110,22 @@ def test_faster_drying_drives_binder_to_the_top():
     assert fast > 2.0
 
 
+def test_a_thicker_coating_drives_more_binder_up_whatever_the_voxel_size():
+    """Pe grows with the wet film the recipe lays, not with the box: the box's z spans the
+    coating at any resolution."""
+
+    def top_to_bottom(**recipe) -> float:
+        labels = generate(drying_rate_um_s=0.5, particle_radius_um=2.0, **recipe)
+        per_slice = np.mean(labels == CBD, axis=(0, 1))
+        third = SHAPE[2] // 3
+        return per_slice[-third:].mean() / per_slice[:third].mean()
+
+    assert top_to_bottom(thickness_um=120.0) > 2 * top_to_bottom(thickness_um=40.0)
+    assert top_to_bottom(voxel_size_um=0.4) == pytest.approx(
+        top_to_bottom(voxel_size_um=0.8), rel=0.05
+    )
+
+
 def test_migration_profile_uniform_at_zero_peclet_and_rising_with_it():
     assert np.allclose(migration_profile(10, 0.0), 1.0)
     profile = migration_profile(10, 3.0)

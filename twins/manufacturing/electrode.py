@@ -5,10 +5,11 @@ Axis 2 of the box is the through-thickness direction; z = 0 is the current colle
    coating thickness by force-biased rearrangement, periodic in-plane.
 2. Drying: binder and carbon migrate with the evaporating solvent towards the free surface;
    the carbon-binder domain (CBD) follows ``c(ζ) ∝ exp(Pe·ζ)`` through the thickness, with
-   ``Pe = drying_rate · dried thickness / D``. The box is a representative volume: its z axis
-   spans the coating's height ζ from 0 to 1, whatever the coating's ``thickness_um``, so the
-   migration profile and the cell model see the real thickness and the voxels only the
-   structure's detail.
+   the drying Péclet number ``Pe = drying_rate · wet film thickness / D`` (Routh & Zimmerman
+   2004: migration is set while the film is wet, so its initial height counts). The box is a
+   representative volume: its z axis spans the coating's height ζ from 0 to 1, whatever the
+   coating's ``thickness_um``, so the migration profile and the cell model see the recipe's
+   thickness and the voxels only the structure's detail; the voxel size never sets it.
 3. Calendering: the coating is compressed affinely through the thickness; particles rearrange
    and flatten (volume-preserving ellipsoids taking half the log-strain), and contacts merge,
    so active and CBD volume are conserved while porosity falls.
@@ -35,8 +36,17 @@ from poreloop.twins.space import Continuous, LinearConstraint, ParameterSpace, R
 
 PORE, ACTIVE, CBD = 0, 1, 2
 
-BINDER_DIFFUSIVITY_UM2_S = 25.0
-"""Effective diffusivity of binder and carbon in the drying slurry; sets the Péclet number."""
+BINDER_DIFFUSIVITY_UM2_S = 50.0
+"""Effective diffusivity of binder and carbon in the drying slurry; sets the Péclet number.
+Larger than the molecular value of PVDF coils and carbon aggregates in NMP (1-10 µm²/s):
+binder moves only until the particles consolidate, partway through drying, so the profile is
+milder than the steady one at the molecular Pe. It puts the default 70 µm coating dried at
+0.5 µm/s at Pe ≈ 1.6 (mild migration), and drying above ~2 µm/s at Pe > 6, binder-starved at
+the collector, as electrode drying studies report for fast drying."""
+
+WET_TO_DRY = 2.0
+"""Wet film over dried coating thickness: a slurry about half solvent by volume (NMP-based
+cathode slurries hold 40-60 % solids)."""
 
 ACTIVE_DENSITY_G_CM3 = 4.75
 """Density of the active material (NMC811): turns an active volume per area into a loading."""
@@ -159,8 +169,7 @@ class ElectrodeTwin(Twin):
         field, _ = ellipsoid_field(shape, centres, radii[:, None] * flatten)
         active = threshold_to_fraction(field, float(recipe["active_fraction"]) / squeeze)
 
-        dried_um = float(recipe["thickness_um"]) / squeeze
-        peclet = float(recipe["drying_rate_um_s"]) * dried_um / BINDER_DIFFUSIVITY_UM2_S
+        peclet = float(recipe["drying_rate_um_s"]) * wet_film_um(recipe) / BINDER_DIFFUSIVITY_UM2_S
         cbd = place_binder(active, float(recipe["cbd_fraction"]) / squeeze, peclet)
         labels = np.full(shape, PORE, dtype=np.uint8)
         labels[active] = ACTIVE
@@ -168,18 +177,31 @@ class ElectrodeTwin(Twin):
         return labels
 
 
+def dried_thickness_um(recipe: Recipe) -> float:
+    """Coating thickness before calendering, µm: the calendered ``thickness_um`` over
+    ``1 - compression``."""
+    return float(recipe["thickness_um"]) / (1.0 - float(recipe["compression"]))
+
+
+def wet_film_um(recipe: Recipe) -> float:
+    """Wet film thickness the coater lays for a recipe, µm: what the drying front crosses."""
+    return WET_TO_DRY * dried_thickness_um(recipe)
+
+
 def active_loading_mg_cm2(recipe: Recipe) -> float:
     """Active mass per electrode area of a recipe: its active volume fraction of the dried
     coating times the dried thickness (calendering keeps the mass)."""
-    dried_um = float(recipe["thickness_um"]) / (1.0 - float(recipe["compression"]))
-    return float(recipe["active_fraction"]) * dried_um * 1e-4 * ACTIVE_DENSITY_G_CM3 * 1e3
+    volume_cm3_cm2 = float(recipe["active_fraction"]) * dried_thickness_um(recipe) * 1e-4
+    return volume_cm3_cm2 * ACTIVE_DENSITY_G_CM3 * 1e3
 
 
 def migration_profile(nz: int, peclet: float) -> np.ndarray:
     """Relative binder concentration per z slice after drying, mean 1. shape: ``(nz,)``.
 
     Steady evaporation-driven migration against diffusion: ``c(ζ) ∝ exp(Pe·ζ)`` with ζ the
-    height over the thickness (0 at the current collector, 1 at the free surface).
+    height over the thickness (0 at the current collector, 1 at the free surface). The ``nz``
+    slices of the representative box span the whole coating, so ``peclet`` carries the
+    coating's real thickness and the profile does not depend on the voxel size.
     """
     zeta = (np.arange(nz) + 0.5) / nz
     c = np.exp(peclet * (zeta - 1.0))

@@ -137,6 +137,19 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_the_thickness_is_the_recipe_s_not_the_box_s() -> None:
+    """Explicit value, else the recipe's, else (a foreign structure) the box height."""
+    chain = get_chain("generic")
+    recipe = {"thickness_um": 90.0, "particle_radius_um": 2.0}
+    for voxel in (0.4, 0.8):
+        micro = ElectrodeTwin().generate({**recipe, "voxel_size_um": voxel}, (24, 24, 24), seed=0)
+        assert chain.evaluate(micro).properties["thickness_um"] == 90.0
+        assert chain.evaluate(micro, thickness_um=45.0).properties["thickness_um"] == 45.0
+    assert chain.evaluate(channels()).properties["thickness_um"] == 16 * 0.5
+    with pytest.raises(CriticError, match="positive thickness_um"):
+        chain.evaluate(channels(), thickness_um=-3.0)
+
+
 @pytest.mark.slow
 def test_thickness_trades_energy_for_power_and_is_not_the_voxel_size() -> None:
     """The cell takes the coating thickness from the recipe, the transport from the structure:
