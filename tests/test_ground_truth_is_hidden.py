@@ -30,18 +30,28 @@ def _sources() -> list[Path]:
     return sorted(p for folder in ("agent", "envs") for p in (REPO / folder).rglob("*.py"))
 
 
+def _imported(node: ast.Import | ast.ImportFrom, path: Path) -> list[str]:
+    """Absolute names of the modules (and module attributes) an import statement reaches;
+    relative imports are resolved from the file's package under ``poreloop``."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    package = ["poreloop", *path.relative_to(REPO).parent.parts]
+    base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+    module = ".".join(part for part in (base, node.module or "") if part)
+    return [module, *(f"{module}.{alias.name}" for alias in node.names)]
+
+
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(REPO)))
 def test_agent_and_envs_never_read_the_ground_truth(path: Path) -> None:
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
-            modules = [alias.name for alias in node.names]
-            if isinstance(node, ast.ImportFrom):
-                modules = [node.module or ""] + [f"{node.module}.{m}" for m in modules]
-            bad = [m for m in modules if m.startswith(FORBIDDEN_MODULES)]
+            bad = [m for m in _imported(node, path) if m.startswith(FORBIDDEN_MODULES)]
             assert not bad, f"{path.name}:{node.lineno} imports the simulated lab: {bad}"
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            assert node.value not in FORBIDDEN_NAMES, f"{path.name}:{node.lineno} {node.value!r}"
+            value = node.value
+            assert value not in FORBIDDEN_NAMES, f"{path.name}:{node.lineno} {value!r}"
+            assert not value.startswith(FORBIDDEN_MODULES), f"{path.name}:{node.lineno} {value!r}"
         if isinstance(node, ast.Name | ast.Attribute):
             name = node.id if isinstance(node, ast.Name) else node.attr
             assert name not in FORBIDDEN_NAMES, f"{path.name}:{node.lineno} reads {name}"

@@ -6,6 +6,10 @@ lab is not the twin: hidden process offsets (``DEFAULT_HIDDEN``: the real calend
 coarser) make a systematic twin/lab discrepancy the agent must learn, and batch-to-batch
 Gaussian jitter (``BATCH_JITTER``) makes two runs of one recipe differ. The true recipe is
 then folded back into what the process can make (the twin's bounds, the densest packing).
+The coater lays the wet film the set recipe asks for, so the true calendered thickness is the
+set dried thickness squeezed by the true compression; drying takes that wet film over the
+drying rate, and the stored structure is a representative box of the coating (its voxels
+never set the thickness).
 
 Manufacturing failures, each drawn with a probability rising smoothly (logistic) past a
 threshold of the true recipe: cracking from over-calendering or from fast drying (which
@@ -38,7 +42,13 @@ from poreloop.instruments.sim.lab import (
 )
 from poreloop.twins import get_twin
 from poreloop.twins.errors import TwinError
-from poreloop.twins.manufacturing.electrode import MAX_SOLID_FRACTION, MIN_PARTICLE_VOXELS, PORE
+from poreloop.twins.manufacturing.electrode import (
+    MAX_SOLID_FRACTION,
+    MIN_PARTICLE_VOXELS,
+    PORE,
+    dried_thickness_um,
+    wet_film_um,
+)
 from poreloop.twins.microstructure import Provenance
 from poreloop.twins.space import Continuous, Recipe
 
@@ -84,9 +94,6 @@ DELAMINATION_PATCH_UM = 3.0
 
 MIXING_S = 600.0
 CALENDERING_S = 120.0
-WET_TO_DRY = 2.0
-"""Wet film over dried coating thickness (a slurry about half solvent by volume): drying
-takes the wet thickness over the drying rate."""
 
 
 def _param_field(p: Continuous) -> Any:
@@ -255,8 +262,7 @@ class SimRobot(LabInstrument):
         real["compression"] = min(real["compression"], densest)
         # the coater lays the dried thickness the set recipe asks for; the calender then
         # squeezes it by the true compression, so an offset there shows in the thickness
-        dried_um = float(recipe["thickness_um"]) / (1.0 - float(recipe["compression"]))
-        thickness = dried_um * (1.0 - real["compression"])
+        thickness = dried_thickness_um(recipe) * (1.0 - real["compression"])
         p = TWIN.space["thickness_um"]
         real["thickness_um"] = float(np.clip(thickness, p.low, p.high))
         return TWIN.space.validate(real)
@@ -266,8 +272,8 @@ class SimRobot(LabInstrument):
         run = next_run(self.lab_dir, SAMPLE_COUNTER)
         rng = np.random.default_rng([self.seed, run])
         real = self.true_recipe(recipe, rng)
-        wet_um = WET_TO_DRY * float(real["thickness_um"]) / (1.0 - float(real["compression"]))
-        duration = MIXING_S + wet_um / float(real["drying_rate_um_s"]) + CALENDERING_S
+        drying_s = wet_film_um(real) / float(real["drying_rate_um_s"])
+        duration = MIXING_S + drying_s + CALENDERING_S
         ctx.pass_time(duration * self.time_scale)
 
         voxel = float(real["voxel_size_um"])

@@ -261,11 +261,55 @@ def test_the_lab_departs_from_the_digital_chain_where_the_chain_is_blind() -> No
     assert lean["tau_pore_z"] / 2.0 < wet["tau_pore_z"] / 2.0  # little binder, little swelling
 
 
-def test_the_cycler_measures_less_than_the_chain_predicts(cycler: SimCycler, electrode) -> None:
+def test_the_cycler_measures_less_than_the_chain_predicts_most_at_3c(
+    cycler: SimCycler, electrode
+) -> None:
     from poreloop.twins.critics.chain import get_chain
 
     lab = run(cycler, "rate_test", {"sample_id": "S00001", "c_rates": [1.0, 3.0]})
     thickness = get_twin("li_ion_electrode").space.complete({})["thickness_um"]
     twin = get_chain("electrode", c_rates=(1.0, 3.0)).evaluate(electrode, thickness_um=thickness)
-    for tag, measured in zip(("1c", "3c"), lab["energy_density_wh_l"], strict=True):
-        assert measured < twin.properties[f"energy_density_wh_l_{tag}"] * (1 - 2 * RATE_NOISE)
+    slow, fast = lab["energy_density_wh_l"]
+    assert slow < twin.properties["energy_density_wh_l_1c"] * (1 + 2 * RATE_NOISE)
+    assert fast < twin.properties["energy_density_wh_l_3c"] * (1 - 10 * RATE_NOISE)
+
+
+def test_the_lab_penalises_what_the_chain_cannot_see(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Model-form error on the same true structures, each effect alone and both: the contact
+    resistance costs most where the binder network is thin, the swelling most where there is
+    much binder; at 3C the lab never delivers what the chain predicts."""
+    from poreloop.instruments.sim import cycler as sim_cycler
+    from poreloop.twins.critics.chain import get_chain
+
+    twin, chain = get_twin("li_ion_electrode"), get_chain("electrode", c_rates=(3.0,))
+    predicted = []
+    for cbd in (0.03, 0.08, 0.14):
+        recipe = twin.space.complete(
+            {"voxel_size_um": 0.5, "particle_radius_um": 2.5, "cbd_fraction": cbd}
+        )
+        micro = twin.generate(recipe, shape=(40, 40, 48), seed=0)
+        save_sample(tmp_path, micro, meta(), {**truth(), "true_recipe": recipe})
+        predicted.append(chain.evaluate(micro).properties["energy_density_wh_l_3c"])
+    cycler = SimCycler(tmp_path, seed=0, time_scale=0)
+
+    def penalty() -> np.ndarray:
+        """1 - lab / chain energy density at 3C, per sample."""
+        measured = [
+            run(cycler, "rate_test", {"sample_id": f"S{i:05d}", "c_rates": [3.0]})
+            for i in (1, 2, 3)
+        ]
+        return 1 - np.array([m["energy_density_wh_l"][0] for m in measured]) / predicted
+
+    both = penalty()
+    with monkeypatch.context() as patch:
+        patch.setattr(sim_cycler, "BINDER_SWELLING", 0.0)
+        contact = penalty()
+    with monkeypatch.context() as patch:
+        patch.setattr(sim_cycler, "CONTACT_ASR_OHM_CM2", 0.0)
+        swelling = penalty()
+    noise = 4 * RATE_NOISE
+    assert contact[0] > contact[1] + 0.05 and contact[1] > contact[2] - noise
+    assert swelling[0] + 0.05 < swelling[1] < swelling[2] - 0.05
+    assert np.all((both > 0.05) & (both < 0.4)), both
