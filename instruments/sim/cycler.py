@@ -49,10 +49,11 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 from poreloop.instruments.base import Action, ActionContext, Limit
 from poreloop.instruments.errors import ActionFailed, ErrorCode, InvalidRequest
 from poreloop.instruments.sim.lab import LabInstrument, load_sample
-from poreloop.twins.critics.cell import CellModel, c_rate_tag
+from poreloop.twins.critics.cell import CellModel, CellResult, c_rate_tag
 from poreloop.twins.critics.chain import cell_properties, get_chain
 from poreloop.twins.critics.morphology import morphology
 from poreloop.twins.errors import CriticError
+from poreloop.twins.microstructure import Microstructure
 
 MAX_C_RATE = 5.0
 MAX_CYCLES = 2000
@@ -183,24 +184,8 @@ class SimCycler(LabInstrument):
         rates = tuple(sorted(set(params.c_rates)))
         duration_s = sum(3600 / CHARGE_C_RATE + 3600 / c + 2 * REST_S for c in rates)
         rng, run = self.start_run(ctx, duration_s)
-        true_recipe = meta["true_recipe"]
         try:
-            structure = self._structure.evaluate(micro, thickness_um=true_recipe["thickness_um"])
-            props = structure.properties
-            if (
-                not structure.ok
-                or math.isinf(props["tau_pore_z"])
-                or math.isinf(props["tau_solid_z"])
-            ):
-                reason = structure.reason or "the pore or the solid does not percolate"
-                raise ActionFailed(
-                    f"cycler.rate_test of sample {params.sample_id} failed: {reason}"
-                )
-            swollen = swell_binder(structure.properties)
-            asr = contact_asr_ohm_m2(
-                structure.properties["fraction_cbd"], float(true_recipe["compression"])
-            )
-            result = self._cell(rates).evaluate(cell_properties(swollen), asr)
+            result = self.discharge(micro, meta["true_recipe"], rates)
         except CriticError as error:
             raise InvalidRequest(
                 f"cycler.rate_test cannot test sample {params.sample_id}: {error}",
@@ -231,6 +216,21 @@ class SimCycler(LabInstrument):
             duration_s=duration_s,
             run=run,
         )
+
+    def discharge(
+        self, micro: Microstructure, true_recipe: dict[str, Any], c_rates: tuple[float, ...]
+    ) -> CellResult:
+        """The lab's physics on a true structure, noiseless: its transport from the voxels at
+        the true thickness, the swollen binder, the contact resistance, then the DFN.
+        ``ok=False`` with the reason when it cannot be discharged; CriticError when the
+        structure is not an electrode."""
+        structure = self._structure.evaluate(micro, thickness_um=true_recipe["thickness_um"])
+        props = structure.properties
+        if not structure.ok or math.isinf(props["tau_pore_z"]) or math.isinf(props["tau_solid_z"]):
+            reason = structure.reason or "the pore or the solid does not percolate"
+            return CellResult(ok=False, reason=reason, values={}, limits={}, inputs={})
+        asr = contact_asr_ohm_m2(props["fraction_cbd"], float(true_recipe["compression"]))
+        return self._cell(c_rates).evaluate(cell_properties(swell_binder(props)), asr)
 
     def _cycle_life(self, params: CycleLifeParams, ctx: ActionContext) -> CycleLifeResult:
         micro, meta = load_sample(self.lab_dir, params.sample_id)
