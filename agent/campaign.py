@@ -151,6 +151,7 @@ class Campaign:
                 self.lab = stack.enter_context(self._lab()) if config.lab is not None else None
                 self.planner = self._planner()
                 self._loop()
+                self._cycle_life()
                 self._check_twin_against_lab()
         except BaseException:
             self.store.set_meta(state="interrupted")
@@ -414,6 +415,17 @@ class Campaign:
             + ", ".join(f"{k} {v:.4g}" for k, v in calibration.offsets.items())
             + f" from {len(measured)} samples",
         )
+
+    def _cycle_life(self) -> None:
+        """Cycle-life tests of the best ``lab.cycle_life.top`` measured samples."""
+        if self.lab is None or self.config.lab.cycle_life.top == 0:
+            return
+        from poreloop.agent.report import ranked
+
+        settings = self.config.lab.cycle_life
+        for sample in ranked(self.store.samples(), self.config.objectives)[: settings.top]:
+            if "cycle_life" not in sample["results"]:
+                self.lab.cycle_life(sample["id"], settings.cycles, settings.c_rate)
 
     def _check_twin_against_lab(self) -> None:
         """The twin's predictions of every measured sample, with neutral offsets and with the

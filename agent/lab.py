@@ -104,6 +104,24 @@ class LabPipeline:
             except queue.Empty:
                 return ended
 
+    def cycle_life(self, sample: int, cycles: int, c_rate: float) -> dict[str, Any] | None:
+        """A measured sample's cycle-life test (main thread, after the campaign's last rate
+        test), journalled like every call; None when the cycler could not run it."""
+        from poreloop.instruments import InstrumentClient
+
+        row = self.store.sample(sample)
+        params = {"sample_id": row["lab_id"], "cycles": cycles, "c_rate": c_rate}
+        client = InstrumentClient(self.endpoints["cycler"], instrument="cycler", holder=self.holder)
+        try:
+            fade = self.call(client, sample, "cycle_life", params)
+        except SampleEnded as ended:
+            self.store.log("cycle_life", f"sample {sample}: {ended.reason}")
+            return None
+        finally:
+            client.close()
+        self.store.update_sample(sample, "measured", {"cycle_life": fade})
+        return fade
+
     def held(self) -> list[str]:
         """Robot motions held at its approval gate, as ``key (action)``: a person must approve
         them (``poreloop instrument approve``); screening goes on meanwhile. Main thread only."""

@@ -60,6 +60,13 @@ def status(out: str | Path) -> dict[str, Any]:
     }
 
 
+def ranked(samples: list[dict[str, Any]], objectives: dict[str, str]) -> list[dict[str, Any]]:
+    """Measured samples, best first by the first objective."""
+    name, goal = next(iter(objectives.items()))
+    measured = [s for s in samples if s["stage"] == "measured"]
+    return sorted(measured, key=lambda s: s["results"]["outcome"][name], reverse=goal == "max")
+
+
 def best(samples: list[dict[str, Any]], objectives: dict[str, str]) -> dict[str, Any]:
     """The best measured sample (one objective) or the Pareto set of them (several)."""
     measured = [s for s in samples if s["stage"] == "measured"]
@@ -312,9 +319,7 @@ def _slices(micro: Any) -> str:
 
 
 def _top_table(samples: list[dict[str, Any]], objectives: dict[str, str], n: int = 10) -> str:
-    measured = [s for s in samples if s["stage"] == "measured"]
-    name, goal = next(iter(objectives.items()))
-    measured.sort(key=lambda s: s["results"]["outcome"][name], reverse=goal == "max")
+    measured = ranked(samples, objectives)
     if not measured:
         return "<p>No measured sample yet.</p>"
     parameters = list(measured[0]["recipe"])
@@ -322,15 +327,21 @@ def _top_table(samples: list[dict[str, Any]], objectives: dict[str, str], n: int
     rows = []
     for s in measured[:n]:
         scan = s["results"].get("measured_structure", {}).get("properties", {})
+        fade = s["results"].get("cycle_life")
+        retention = (
+            f"{fade['capacity_fraction'][-1]:.1%} after {fade['cycles'][-1]}" if fade else None
+        )
         rows.append(
             [
                 s["lab_id"],
                 *(_fmt(s["results"]["outcome"][o]) for o in objectives),
+                _fmt(retention),
                 *(_fmt(scan.get(p)) for p in properties),
                 *(_fmt(s["recipe"][p]) for p in parameters),
             ]
         )
-    return _table(["sample", *objectives, *(f"scan {p}" for p in properties), *parameters], rows)
+    header = ["sample", *objectives, "capacity kept (cycles)", *(f"scan {p}" for p in properties)]
+    return _table([*header, *parameters], rows)
 
 
 def _summary_table(summary: dict[str, Any]) -> str:
