@@ -39,18 +39,23 @@ LOADING_NOISE = 0.005
 """Relative scatter of the loading: the balance and the punched disc's area."""
 
 
-def pinholes_per_cm2(micro: Microstructure) -> float:
+def pinholes_per_cm2(micro: Microstructure, thickness_um: float | None = None) -> float:
     """Line-of-sight holes through the coating per cm² of its face.
 
-    Columns along axis 2 that are pore over the whole thickness, in open patches holding a disc
-    of PINHOLE_MIN_RADIUS_UM, grouped into in-plane (4-connected) holes. labels ``(nx, ny, nz)``,
-    pore id 0.
+    Columns along axis 2 that are pore over the whole box, in open patches holding a disc of
+    PINHOLE_MIN_RADIUS_UM, grouped into in-plane (4-connected) holes. labels ``(nx, ny, nz)``,
+    pore id 0. The box is a representative volume: a coating ``thickness_um`` thick is a stack
+    of about ``thickness_um / box height`` independent such layers, and a hole must pass all of
+    them, so the count falls by the open share of the face to the power of the extra layers.
     """
     open_columns = np.all(micro.labels == 0, axis=2)
     clearance_um = ndimage.distance_transform_edt(open_columns) * micro.voxel_size_um
-    holes = ndimage.label(clearance_um >= PINHOLE_MIN_RADIUS_UM)[1]
+    passable = clearance_um >= PINHOLE_MIN_RADIUS_UM
+    holes = ndimage.label(passable)[1]
     area_um2 = micro.shape[0] * micro.shape[1] * micro.voxel_size_um**2
-    return holes * UM2_PER_CM2 / area_um2
+    height_um = micro.shape[2] * micro.voxel_size_um
+    layers = max((thickness_um or height_um) / height_um, 1.0)
+    return holes * UM2_PER_CM2 / area_um2 * float(passable.mean()) ** (layers - 1.0)
 
 
 class InspectParams(BaseModel):
@@ -93,7 +98,7 @@ class SimInspector(LabInstrument):
         delamination = float(meta["defects"]["delamination_fraction"])
         if delamination > 0:
             delamination = float(np.clip(delamination + rng.normal(0.0, AREA_NOISE), 0.0, 1.0))
-        pinholes = pinholes_per_cm2(micro) * scatter[1]
+        pinholes = pinholes_per_cm2(micro, true_recipe["thickness_um"]) * scatter[1]
         return InspectResult(
             sample_id=params.sample_id,
             cracks_per_mm2=cracks,

@@ -313,7 +313,7 @@ class SimRobot(LabInstrument):
             "defects": {
                 "crack_density_per_mm2": crack_density,
                 "delamination_fraction": delamination,
-                "pinholes_per_cm2": pinholes_per_cm2(sample),
+                "pinholes_per_cm2": pinholes_per_cm2(sample, real["thickness_um"]),
             },
         }
         record = {"recipe": recipe, "status": status}
