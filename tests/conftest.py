@@ -130,13 +130,22 @@ def toy_micro() -> Microstructure:
 
 
 @pytest.fixture(scope="session")
-def ray_address() -> Iterator[str]:
-    """One local Ray for the whole test session (2 CPUs, no dashboard); its GCS address lets a
-    campaign in a subprocess join it (``RAY_ADDRESS``) instead of starting its own."""
+def ray_session() -> Iterator[None]:
+    """One local Ray for the whole test session (2 CPUs, no dashboard), shut down at its end;
+    ``address="local"`` so it never joins a Ray that another process started on this machine."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        yield ray.get_runtime_context().gcs_address
+        yield
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_address(ray_session: None) -> str:
+    """The session's Ray GCS address: a campaign in a subprocess joins it (``RAY_ADDRESS``)
+    instead of starting its own."""
+    import ray
+
+    return ray.get_runtime_context().gcs_address

@@ -1,70 +1,176 @@
 """Screening on Ray: the same results as the plain functions, failures as results, dead actors
-replaced, and a real cluster joined by address."""
+replaced (and a job that keeps killing them given up on), and a real cluster joined by address."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
-from poreloop.agent.cluster import ScreeningPool
+from poreloop.agent.cluster import MAX_DEATHS, Job, ScreeningPool, ScreenResult, connect
+from poreloop.agent.errors import AgentError
 from poreloop.twins import get_twin
+from poreloop.twins.actors import ChainHost, TwinHost
 from poreloop.twins.critics.chain import get_chain
 
 SHAPE = (24, 24, 24)
-RECIPE = {"voxel_size_um": 0.5, "particle_radius_um": 2.0, "thickness_um": 50.0}
+RECIPE = {"voxel_size_um": 0.5, "particle_radius_um": 1.5, "thickness_um": 50.0}
+"""Particles of 3 voxels: a 24³ box holds enough of them to percolate, and builds in ~10 ms."""
 
 
-def recipes(n: int) -> list[dict]:
-    space = get_twin("li_ion_electrode").space
-    return [space.complete({**RECIPE, "compression": 0.05 * i}) for i in range(n)]
+def jobs(n: int, **evaluate: Any) -> list[Job]:
+    """``n`` electrode recipes that differ in calendering, each with its own seed."""
+    return [(i, {**RECIPE, "compression": 0.02 * i}, 10 + i, dict(evaluate)) for i in range(n)]
+
+
+def plain(twin: str, chain: str, job: Job) -> tuple[np.ndarray, dict[str, float]]:
+    """What the plain functions make of a job: the labels and the chain's properties."""
+    _, recipe, seed, evaluate = job
+    micro = get_twin(twin).generate(recipe, shape=SHAPE, seed=seed)
+    return micro.labels, dict(get_chain(chain).evaluate(micro, **evaluate).properties)
+
+
+def by_key(results: Any) -> dict[Any, ScreenResult]:
+    found = {result.key: result for result in results}
+    return dict(sorted(found.items(), key=lambda item: str(item[0])))
+
+
+def test_the_hosts_are_the_plain_twin_and_chain() -> None:
+    job = jobs(1, thickness_um=80.0)[0]
+    labels, properties = plain("li_ion_electrode", "generic", job)
+    _, recipe, seed, evaluate = job
+    micro, seconds = TwinHost("li_ion_electrode").generate_timed(recipe, SHAPE, seed)
+    result = ChainHost("generic").evaluate(micro, **evaluate)
+    assert np.array_equal(micro.labels, labels) and seconds > 0
+    assert result.properties == properties and result.properties["thickness_um"] == 80.0
 
 
 @pytest.mark.slow
-def test_screening_on_ray_equals_the_plain_functions(ray_address: str) -> None:
-    twin, chain = get_twin("li_ion_electrode"), get_chain("electrode")
-    jobs = [(i, recipe, 10 + i, {}) for i, recipe in enumerate(recipes(3))]
-    with ScreeningPool("li_ion_electrode", "electrode", SHAPE, workers=2) as pool:
-        results = sorted(pool.screen(jobs), key=lambda result: result.key)
-    for (_, recipe, seed, _), result in zip(jobs, results, strict=True):
-        expected = chain.evaluate(twin.generate(recipe, shape=SHAPE, seed=seed)).properties
-        assert not result.failed
-        assert result.properties == pytest.approx(expected, rel=1e-9)
+def test_screening_on_ray_equals_the_plain_functions(ray_session: None) -> None:
+    """Determinism through Ray: structures and every property of the electrode chain (PyBaMM
+    cell model included) as the plain functions give them; evaluate kwargs pass through."""
+    batch = [*jobs(3), ("thick", {**RECIPE}, 7, {"thickness_um": 120.0})]
+    with ScreeningPool("li_ion_electrode", "electrode", SHAPE, n_workers=2) as pool:
+        results = by_key(pool.screen(batch))
+        structures = {key: pool.structure(result).labels for key, result in results.items()}
+    assert sorted(results, key=str) == sorted((job[0] for job in batch), key=str)
+    for job in batch:
+        labels, properties = plain("li_ion_electrode", "electrode", job)
+        result = results[job[0]]
+        assert not result.failed and result.result.ok
+        assert np.array_equal(structures[job[0]], labels)
+        assert result.properties == pytest.approx(properties, rel=1e-9)
+        assert set(result.timings_s) == {"generate_s", "evaluate_s", "job_s", "elapsed_s"}
+        assert result.timings_s["job_s"] >= result.timings_s["evaluate_s"] > 0
+    assert results["thick"].properties["thickness_um"] == 120.0
+    assert results[0].properties["thickness_um"] == RECIPE["thickness_um"]
+
+
+def test_recipes_that_cannot_be_made_or_scored_are_failed_results(ray_session: None) -> None:
+    too_big = {**RECIPE, "particle_radius_um": 10.0}  # 20 voxels: a 24³ box cannot hold one
+    batch = [
+        ("too big", too_big, 0, {}),
+        ("out of bounds", {**RECIPE, "active_fraction": 0.9}, 0, {}),
+        ("no thickness", RECIPE, 0, {"thickness_um": -1.0}),
+        *jobs(2),
+    ]
+    with ScreeningPool("li_ion_electrode", "generic", SHAPE, n_workers=2) as pool:
+        results = by_key(pool.screen(batch))
+        with pytest.raises(AgentError, match="has no structure: generate: particles"):
+            pool.structure(results["too big"])
+        assert pool.structure(results["no thickness"]).shape == SHAPE
+    assert results["too big"].reason.startswith("generate: particles of radius 20.0 voxels")
+    assert results["out of bounds"].reason == (
+        "generate: parameter 'active_fraction' = 0.9 is above its upper bound 0.6"
+    )
+    assert results["no thickness"].reason == "evaluate: expected a positive thickness_um, got -1.0"
+    assert all(not results[key].properties for key in ("too big", "out of bounds", "no thickness"))
+    assert [results[i].failed for i in (0, 1)] == [False, False]
+    assert results[0].properties["porosity"] > 0.2
+    assert pool.replaced == 0
 
 
 @pytest.mark.slow
-def test_a_recipe_the_twin_cannot_make_is_a_failed_result(ray_address: str) -> None:
-    bad = {**recipes(1)[0], "particle_radius_um": 10.0}  # 20 voxels: the 24³ box cannot hold it
-    jobs = [(0, bad, 0, {}), (1, recipes(1)[0], 1, {})]
-    with ScreeningPool("li_ion_electrode", "electrode", SHAPE, workers=1) as pool:
-        failed, ok = sorted(pool.screen(jobs), key=lambda result: result.key)
-    assert failed.failed and "TwinError" in failed.reason and "in-plane box" in failed.reason
-    assert not ok.failed and ok.properties["energy_density_wh_l_1c"] > 0
-
-
-@pytest.mark.slow
-def test_a_killed_actor_is_replaced_and_its_work_redone(ray_address: str) -> None:
+@pytest.mark.parametrize("kind", ["twin", "chain"])
+def test_a_killed_actor_is_replaced_and_every_job_completes(
+    ray_session: None, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
     import ray
 
-    jobs = [(i, recipe, i, {}) for i, recipe in enumerate(recipes(6))]
-    with ScreeningPool("li_ion_electrode", "electrode", SHAPE, workers=2) as pool:
-        undisturbed = {r.key: r for r in pool.screen(jobs)}
-        results = pool.screen(jobs)
-        first = next(results)
-        ray.kill(pool.actors()[0])  # a twin actor dies with work queued on it
-        again = {r.key: r for r in [first, *results]}
-    assert pool.replaced >= 1
-    assert sorted(again) == list(range(6))
-    for key, result in again.items():  # redone elsewhere: the same answer, failures included
-        assert (result.failed, result.reason) == (undisturbed[key].failed, undisturbed[key].reason)
-        assert result.properties == pytest.approx(undisturbed[key].properties, rel=1e-9)
+    batch = jobs(12)  # more than the pool makes ahead of its chains: twins still have work
+    caplog.set_level(logging.WARNING, logger="poreloop.cluster")
+    with ScreeningPool("li_ion_electrode", "generic", SHAPE, n_workers=2) as pool:
+        results = pool.screen(batch)
+        first = next(results)  # the others in flight or waiting for an actor
+        ray.kill(pool.actors(kind)[0])
+        results = by_key([first, *results])
+    assert pool.replaced == 1
+    assert f"a {kind} actor died" in caplog.text
+    assert sorted(results) == list(range(12))
+    assert sum(result.deaths for result in results.values()) == 1  # the job it was running
+    for job in batch:
+        assert not results[job[0]].failed
+        expected = plain("li_ion_electrode", "generic", job)[1]
+        assert results[job[0]].properties == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.slow
+def test_a_job_that_keeps_killing_its_actor_is_given_up(ray_session: None) -> None:
+    """Each chain actor dies as it starts (as under a job that runs it out of memory): the job
+    fails after MAX_DEATHS deaths instead of looping, and the pool works on afterwards."""
+    import ray
+
+    stop = threading.Event()
+
+    def kill_every_chain_actor(pool: ScreeningPool) -> None:
+        killed: set[Any] = set()
+        while not stop.is_set():
+            for actor in set(pool.actors("chain")) - killed:
+                ray.kill(actor)
+                killed.add(actor)
+            stop.wait(0.05)
+
+    with ScreeningPool("li_ion_electrode", "generic", SHAPE, n_workers=1) as pool:
+        killer = threading.Thread(target=kill_every_chain_actor, args=(pool,))
+        killer.start()
+        try:
+            [given_up] = pool.screen(jobs(1))
+        finally:
+            stop.set()
+            killer.join()
+        [after] = pool.screen(jobs(1))
+    assert given_up.failed and given_up.deaths == MAX_DEATHS
+    assert given_up.reason.startswith(f"evaluate: killed its chain actor {MAX_DEATHS} times (")
+    assert given_up.structure is not None  # the twin made it; no chain lived to score it
+    assert pool.replaced >= MAX_DEATHS
+    assert not after.failed and after.properties["porosity"] > 0.2
+
+
+def test_a_pool_checks_its_twin_and_chain_before_starting_actors(ray_session: None) -> None:
+    with pytest.raises(AgentError, match="n_workers must be at least 1, got 0"):
+        ScreeningPool("li_ion_electrode", "generic", SHAPE, n_workers=0)
+    with pytest.raises(ValueError, match="unknown chain 'electorde'; did you mean 'electrode'"):
+        ScreeningPool("li_ion_electrode", "electorde", SHAPE, n_workers=1)
+
+
+def test_connect_reuses_the_ray_of_this_process_and_leaves_it_running(ray_session: None) -> None:
+    import ray
+
+    with connect(address="127.0.0.1:1", num_cpus=64) as cluster:
+        assert (cluster.mode, cluster.cpus) == ("reused", 2.0)
+    assert ray.is_initialized()
 
 
 def _free_port() -> int:
@@ -73,10 +179,37 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+SCREEN_ON_CLUSTER = """
+import json, sys
+from poreloop.agent.cluster import ScreeningPool, connect
+jobs = json.loads(sys.argv[2])
+with connect(address=sys.argv[1]) as cluster, ScreeningPool(
+    "li_ion_electrode", "generic", (24, 24, 24), n_workers=1
+) as pool:
+    results = [[r.key, r.failed, r.properties] for r in pool.screen([tuple(j) for j in jobs])]
+print(json.dumps({"mode": cluster.mode, "cpus": cluster.cpus, "results": results}))
+"""
+
+
+@pytest.mark.subprocess
+def test_connect_fails_at_once_where_no_cluster_answers(tmp_path: Path) -> None:
+    """In a subprocess (this one's Ray is already up): one line, not minutes of retries."""
+    port = _free_port()
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    script = f"from poreloop.agent.cluster import connect; connect(address='127.0.0.1:{port}')"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode != 0
+    assert f"AgentError: no Ray cluster answers at 127.0.0.1:{port}" in done.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_a_screening_joins_a_ray_cluster_by_address(tmp_path: Path) -> None:
-    """A Ray head started apart (``ray start --head``), joined as a lab's cluster would be."""
+    """A Ray head started apart (``ray start --head``), joined by address from a subprocess
+    (this process's Ray is the session's): the results are the plain functions' and the
+    cluster is the head's one CPU, not this machine's."""
     port, ray_cli = _free_port(), str(Path(sys.executable).with_name("ray"))
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # unix sockets: a short path
     # Ray's token authentication is for a cluster across machines; a loopback test opts out
@@ -97,31 +230,26 @@ def test_a_screening_joins_a_ray_cluster_by_address(tmp_path: Path) -> None:
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
+        start_new_session=True,
     )
+    batch = jobs(2)
     try:
-        probe = (
-            "import json; from poreloop.agent.cluster import ScreeningPool, connect;"
-            "from tests.agent.test_cluster import recipes, SHAPE;"
-            f"cm = connect(address='127.0.0.1:{port}'); cm.__enter__();"
-            "import ray; cpus = ray.cluster_resources().get('CPU');"
-            "pool = ScreeningPool('li_ion_electrode', 'electrode', SHAPE, workers=1);"
-            "r = [x.properties['energy_density_wh_l_1c'] for x in pool.screen([(0, recipes(1)[0], 0, {})])];"
-            "pool.close(); cm.__exit__(None, None, None); print(json.dumps([cpus, r]))"
-        )
-        for _ in range(60):  # the head takes some seconds to listen
-            done = subprocess.run(
-                [sys.executable, "-c", probe],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                cwd=Path(__file__).resolve().parents[2],
-                env=env,
-            )
-            if done.returncode == 0 or "Failed to connect" not in done.stderr:
+        deadline = time.monotonic() + 120
+        while head.poll() is None and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
+            except OSError:
+                time.sleep(0.5)
+        assert head.poll() is None, (tmp_path / "head.log").read_text()
+        done = subprocess.run(
+            [sys.executable, "-c", SCREEN_ON_CLUSTER, f"127.0.0.1:{port}", json.dumps(batch)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         assert done.returncode == 0, done.stderr[-3000:] + (tmp_path / "head.log").read_text()
-        cpus, energies = json.loads(done.stdout.strip().splitlines()[-1])
-        assert cpus == 1.0 and energies[0] > 0  # the head's one CPU, not this machine's
     finally:
         head.terminate()  # by PID: `ray stop` would stop every Ray on the machine
         try:
@@ -131,3 +259,8 @@ def test_a_screening_joins_a_ray_cluster_by_address(tmp_path: Path) -> None:
             head.wait()
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
+    screened = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (screened["mode"], screened["cpus"]) == ("joined", 1.0)
+    for job, (key, failed, properties) in zip(batch, sorted(screened["results"]), strict=True):
+        assert (key, failed) == (job[0], False)
+        assert properties == pytest.approx(plain("li_ion_electrode", "generic", job)[1], rel=1e-9)
