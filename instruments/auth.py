@@ -7,11 +7,14 @@ by deleting its file. A client whose key is not there never completes the handsh
 reply at all: it gives up after its liveness window with ServerUnreachable.
 
 A keys directory, as the CLI uses it: the server reads ``server.key_secret`` and ``allowed/*.key``;
-a client reads ``NAME.key_secret`` (``client`` unless told) and ``server.key``.
+a client reads ``NAME.key_secret`` (``client`` unless told) and ``server.key``. Without keys a
+server binds loopback only (``check_loopback``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 from pathlib import Path
 
@@ -141,3 +144,20 @@ class Keys(BaseModel):
     def allowed_count(self) -> int:
         """How many client keys the allow-list holds now."""
         return len(list(self.allowed.glob("*.key"))) if self.allowed is not None else 0
+
+
+def check_loopback(bind: str) -> None:
+    """Refuse a bind reachable from other machines: without CurveZMQ keys, loopback only."""
+    transport, _, address = bind.partition("://")
+    if transport in ("ipc", "inproc"):
+        return
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    raise InstrumentError(
+        f"expected a loopback bind without CurveZMQ keys, got '{bind}': anyone on the network "
+        "could move the instrument; bind tcp://127.0.0.1:PORT"
+    )

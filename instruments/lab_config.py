@@ -1,22 +1,22 @@
 """A lab config: which simulated instruments to serve, where, and the settings they share.
 
 ``poreloop lab up configs/lab.yaml`` reads one (``load_lab_config``) and starts one
-``python -m poreloop.instruments.server`` per instrument (``server_command``). Relative paths are taken
-from the directory ``poreloop`` runs in.
+``python -m poreloop.instruments.server`` per instrument (``server_command``, from its
+``ServerOptions``). Relative paths are taken from the directory ``poreloop`` runs in.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from poreloop.instruments.auth import check_loopback
 from poreloop.instruments.errors import InstrumentError
-from poreloop.instruments.server import check_loopback
+from poreloop.instruments.server.options import ServerOptions
 from poreloop.registry import did_you_mean, validation_summary
 
 LAB_SETTINGS = ("lab_dir", "seed", "time_scale")
@@ -110,18 +110,13 @@ def load_lab_config(path: str | Path) -> LabConfig:
 
 def server_command(config: LabConfig, instrument: InstrumentConfig) -> list[str]:
     """The ``python -m poreloop.instruments.server`` command line that serves ``instrument``."""
-    command = [
-        sys.executable,
-        "-m",
-        "poreloop.instruments.server",
-        f"--instrument={instrument.kind}",
-        f"--backend={instrument.backend}",
-        f"--options={json.dumps(config.backend_options(instrument))}",
-        f"--bind={instrument.bind}",
-        f"--journal={config.journal(instrument)}",
-    ]
-    if config.keys is not None:
-        command.append(f"--keys={config.keys}")
-    if instrument.approval:
-        command.append("--approval")
-    return command
+    options = ServerOptions(
+        kind=instrument.kind,
+        backend=instrument.backend,
+        options=config.backend_options(instrument),
+        bind=instrument.bind,
+        journal=config.journal(instrument),
+        keys=config.keys,
+        approval=instrument.approval,
+    )
+    return [sys.executable, "-m", "poreloop.instruments.server", *options.argv()]

@@ -123,7 +123,7 @@ def _die_with_parent() -> None:
 
 
 def _wait_ready(children: list[_Child], timeout_s: float, stop: threading.Event) -> None:
-    """Read each server's ready line (``instruments.server.ready_line``) for its endpoint."""
+    """Read each server's ready line (``instruments.server.entry.ready_line``) for its endpoint."""
     waiting = {child.process.stdout: child for child in children}
     give_up = time.monotonic() + timeout_s
     while waiting and not stop.is_set():

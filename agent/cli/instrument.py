@@ -12,6 +12,8 @@ from poreloop.agent.cli.types import json_object
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from poreloop.instruments.server.options import ServerOptions
+
     instrument = commands.add_parser(
         "instrument",
         help="instruments: make CurveZMQ keys, serve a simulated instrument, call one",
@@ -42,25 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             "serving allowed client keys only."
         ),
     )
-    serve.add_argument("kind", metavar="KIND", help="instrument kind, e.g. oven")
-    serve.add_argument(
-        "--backend", default="sim", help="sim, or a hardware adapter as package.module:Class"
-    )
-    serve.add_argument(
-        "--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (tcp://127.0.0.1:5555)"
-    )
-    serve.add_argument(
-        "--journal", type=Path, help="exactly-once journal (SQLite); default KIND-journal.sqlite"
-    )
-    serve.add_argument("--keys", type=Path, metavar="DIR", help="CurveZMQ keys directory")
-    serve.add_argument(
-        "--time-scale", type=float, help="wall seconds per simulated second (sim only)"
-    )
-    serve.add_argument(
-        "--approval",
-        action="store_true",
-        help="hold every motion until a person approves it (poreloop instrument approve)",
-    )
+    ServerOptions.add_arguments(serve)
     serve.set_defaults(run=instrument_serve)
 
     call = instrument_commands.add_parser(
@@ -141,16 +125,11 @@ def instrument_keys(args: argparse.Namespace) -> int:
 
 
 def instrument_serve(args: argparse.Namespace) -> int:
-    from poreloop.instruments.auth import Keys
-    from poreloop.instruments.backends import make_instrument
-    from poreloop.instruments.server import serve
+    from poreloop.instruments.server import ServerOptions, serve
 
-    options = {} if args.time_scale is None else {"time_scale": args.time_scale}
-    instrument = make_instrument(args.kind, args.backend, **options)
-    journal = args.journal or Path(f"{args.kind}-journal.sqlite")
-    keys = Keys.for_server(args.keys) if args.keys is not None else None
-    serve(instrument, args.bind, journal, keys=keys, approval=args.approval)
-    print(f"stopped {args.kind} on {args.bind}", flush=True)
+    options = ServerOptions.from_args(args)
+    serve(options)
+    print(f"stopped {options.kind} on {options.bind}", flush=True)
     return 0
 
 

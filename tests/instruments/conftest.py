@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from poreloop.instruments.server import Faults, Server, parse_ready_line
+from poreloop.instruments.server import Faults, Server, ServerOptions, parse_ready_line
 from poreloop.instruments.sim.oven import SimOven
 
 HEARTBEAT_S = 0.05
@@ -74,19 +73,15 @@ def oven_process(tmp_path: Path) -> Iterator[Callable[..., OvenProcess]]:
     counter_path = tmp_path / "runs.txt"
 
     def start(bind: str = "tcp://127.0.0.1:*", crash_at: float | None = None) -> OvenProcess:
-        options = {"counter_path": str(counter_path), "time_scale": TIME_SCALE, "seed": 7}
-        command = [
-            sys.executable,
-            "-m",
-            "poreloop.instruments.server",
-            "--instrument=oven",
-            f"--options={json.dumps(options)}",
-            f"--bind={bind}",
-            f"--journal={tmp_path / 'journal.sqlite'}",
-            f"--heartbeat-s={HEARTBEAT_S}",
-        ]
-        if crash_at is not None:
-            command.append(f"--crash-at={crash_at}")
+        options = ServerOptions(
+            kind="oven",
+            options={"counter_path": str(counter_path), "time_scale": TIME_SCALE, "seed": 7},
+            bind=bind,
+            journal=tmp_path / "journal.sqlite",
+            heartbeat_s=HEARTBEAT_S,
+            crash_at_fraction=crash_at,
+        )
+        command = [sys.executable, "-m", "poreloop.instruments.server", *options.argv()]
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )

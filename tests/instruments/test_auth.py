@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from poreloop.instruments import InstrumentClient
-from poreloop.instruments.auth import ALLOWED_DIR, Keys, make_keys
+from poreloop.instruments.auth import ALLOWED_DIR, Keys, check_loopback, make_keys
 from poreloop.instruments.errors import InstrumentError, ServerUnreachable
 from poreloop.instruments.server import Server
 from poreloop.instruments.sim.oven import SimOven
@@ -83,3 +83,10 @@ def test_keys_are_required_off_loopback_and_checked(tmp_path: Path, keys_dir: Pa
         Server(oven, "tcp://0.0.0.0:*", tmp_path / "j.sqlite", keys=empty)
     with pytest.raises(InstrumentError, match="expected a secret key"):
         Keys(secret=keys_dir / "server.key", server_public=keys_dir / "server.key").client_options()
+
+
+@pytest.mark.parametrize(
+    "bind", ["tcp://127.0.0.1:*", "tcp://localhost:5555", "tcp://[::1]:5555", "ipc:///tmp/x"]
+)
+def test_loopback_binds_are_allowed(bind: str) -> None:
+    check_loopback(bind)

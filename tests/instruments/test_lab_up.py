@@ -22,7 +22,7 @@ from poreloop.instruments.errors import InstrumentError
 from poreloop.instruments.lab_config import load_lab_config, server_command
 from poreloop.instruments.lab_up import run_lab
 
-RUN_CLI = "import sys; from agent.cli import main; sys.exit(main(sys.argv[1:]))"
+RUN_CLI = "import sys; from poreloop.agent.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _free_port() -> int:

@@ -26,7 +26,7 @@ from poreloop.instruments.errors import (
 )
 from poreloop.instruments.journal import Journal
 from poreloop.instruments.protocol import VERSION, Error, Progress, Request, Result, decode, encode
-from poreloop.instruments.server import Faults, Server, check_loopback
+from poreloop.instruments.server import Faults, Server
 from poreloop.instruments.sim.oven import SimOven
 
 from .conftest import Served
@@ -327,13 +327,6 @@ def test_a_dead_server_is_detected_within_the_liveness_window(tmp_path: Path) ->
 def test_a_bind_off_loopback_is_refused_without_keys(tmp_path: Path, bind: str) -> None:
     with pytest.raises(InstrumentError, match="expected a loopback bind"):
         Server(SimOven(), bind, tmp_path / "j.sqlite")
-
-
-@pytest.mark.parametrize(
-    "bind", ["tcp://127.0.0.1:*", "tcp://localhost:5555", "tcp://[::1]:5555", "ipc:///tmp/x"]
-)
-def test_loopback_binds_are_allowed(bind: str) -> None:
-    check_loopback(bind)
 
 
 def test_a_stopping_server_aborts_running_actions_and_journals_it(
