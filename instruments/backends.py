@@ -27,16 +27,16 @@ def make_instrument(kind: str, backend: str = SIM, **options: Any) -> Instrument
     if backend == SIM:
         return make_simulated(kind, **options)
     try:
-        cls = load_entry_point(backend)
+        loaded = load_entry_point(backend)
     except ValueError:
         raise InstrumentError(
             f"backend must be 'sim' or 'package.module:Class', got '{backend}'"
         ) from None
     except (ImportError, AttributeError) as error:
         raise InstrumentError(f"cannot load backend '{backend}': {error}") from None
-    check_adapter(cls, kind)
+    adapter = check_adapter(loaded, kind)
     try:
-        return cls(**options)
+        return adapter(**options)
     except TypeError as error:
         raise InstrumentError(
             f"bad options {sorted(options)} for backend '{backend}': {error}"

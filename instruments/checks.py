@@ -25,8 +25,8 @@ Bound = tuple[float, bool] | None
 """(value, excluded), or None for no bound."""
 
 
-def check_adapter(cls: object, kind: str) -> None:
-    """Refuse ``cls`` unless it is an Instrument honouring the contract of ``kind``.
+def check_adapter(cls: object, kind: str) -> type[Instrument]:
+    """``cls``, once known to be an Instrument honouring the contract of ``kind``.
 
     Raises InstrumentError naming the action, the field or limit, and both bounds.
     """
@@ -55,6 +55,7 @@ def check_adapter(cls: object, kind: str) -> None:
             raise InstrumentError(
                 f"adapter {_name(cls)} breaks the {kind} contract: {action} {problem}"
             )
+    return cls
 
 
 def _action_problem(expected: Action, got: Action, contract: str) -> str | None:
@@ -194,9 +195,9 @@ def _limits_problem(
             tightest = max(bounds, key=lambda bound: tighter * bound) if bounds else None
             if tightest is None or tighter * tightest < tighter * value:
                 unit = f" {limit.unit}" if limit.unit else ""
-                got = f"no {side} limit" if tightest is None else f"{side} {tightest}{unit}"
+                declared = f"no {side} limit" if tightest is None else f"{side} {tightest}{unit}"
                 return (
-                    f"limit on {limit.param}: {got} is looser than {side} {value}{unit} in "
+                    f"limit on {limit.param}: {declared} is looser than {side} {value}{unit} in "
                     f"{contract}; declare Limit('{limit.param}', {side}={value}) or tighter"
                 )
     return None

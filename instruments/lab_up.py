@@ -144,9 +144,9 @@ def _wait_ready(children: list[_Child], timeout_s: float, stop: threading.Event)
                     f"{child.label} on {child.instrument.bind} exited with code {code} before it "
                     "was ready (its error is above); stopped the lab"
                 )
-            ready = parse_ready_line(line)
-            if ready is not None:
-                child.endpoint = ready["endpoint"]
+            serving = parse_ready_line(line)
+            if serving is not None:
+                child.endpoint = serving["endpoint"]
                 del waiting[stream]
 
 

@@ -12,6 +12,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -103,10 +104,9 @@ class Server:
             ) from None
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._pipe_lock = threading.Lock()
-        wake_read, wake_write = os.pipe()
-        os.set_blocking(wake_read, False)
-        self._wake_read: int | None = wake_read
-        self._wake_write: int | None = wake_write
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        self._closed = False
         self._delayed: list[_Delayed] = []
         self._seq = itertools.count()
         self._stopping = threading.Event()
@@ -132,7 +132,7 @@ class Server:
         try:
             while not self._stopping.is_set():
                 due = min([next_beat] + [d.due for d in self._delayed[:1]])
-                events = dict(poller.poll(max(0.0, due - time.monotonic()) * 1000))
+                events = dict(poller.poll(math.ceil(max(0.0, due - time.monotonic()) * 1000)))
                 if self._socket in events:
                     self._receive_all()
                 if self._wake_read in events:
@@ -165,7 +165,7 @@ class Server:
 
     def _close(self) -> None:
         """Stop the actions in flight, let their workers journal the end, then close it all."""
-        if self._wake_read is None:
+        if self._closed:
             return
         self.jobs.stop_all()
         self._close_transport()
@@ -173,7 +173,7 @@ class Server:
         with self._pipe_lock:
             for fd in (self._wake_read, self._wake_write):
                 os.close(fd)
-            self._wake_read = self._wake_write = None
+            self._closed = True
 
     def _close_transport(self) -> None:
         """Close the socket, stop the authenticator (it holds the context), end the context."""
@@ -256,5 +256,5 @@ class Server:
     def _wake(self) -> None:
         """Wake the I/O thread's poll from another thread."""
         with self._pipe_lock:
-            if self._wake_write is not None:
+            if not self._closed:
                 os.write(self._wake_write, b"x")
