@@ -61,8 +61,7 @@ class TwinConfig(_Strict):
     def _known_twin(cls, name: str) -> str:
         from poreloop.twins.manufacturing import TWINS
 
-        if name not in TWINS:
-            raise ValueError(f"unknown twin '{name}'{did_you_mean(name, TWINS)}")
+        TWINS.lookup(name)  # a TwinError is a ValueError: pydantic reports it at the field
         return name
 
 
@@ -72,15 +71,16 @@ class ScreeningConfig(_Strict):
     chain: str = Field(default="electrode", description="a registered critic chain")
     size: PositiveInt = Field(default=48, description="edge of the screening box, voxels")
     voxel_size_um: float = Field(default=0.5, gt=0, description="screening resolution, um")
-    batch: PositiveInt = Field(default=64, description="recipes screened per iteration")
+    batch: int = Field(
+        default=64, ge=0, description="recipes screened per iteration; 0: a lab-only campaign"
+    )
 
     @field_validator("chain")
     @classmethod
     def _known_chain(cls, name: str) -> str:
         from poreloop.twins.critics.chain import CHAINS
 
-        if name not in CHAINS:
-            raise ValueError(f"unknown chain '{name}'{did_you_mean(name, CHAINS)}")
+        CHAINS.lookup(name)
         return name
 
 
