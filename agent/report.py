@@ -267,7 +267,12 @@ def _discrepancy_table(
         [name, _fmt(values.get("before")), _fmt(values.get("after"))]
         for name, values in table.items()
     ]
-    return _table(["mean twin − lab", "before calibration", "after"], rows)
+    note = (
+        "<p>Structure metrics compare the twin's structure as generated with the segmented "
+        "scan, so they include the segmentation's bias (calibration itself compares virtual "
+        "scans of the twin with the scans, like with like).</p>"
+    )
+    return _table(["mean twin − lab", "before calibration", "after"], rows) + note
 
 
 def _calibration_table(calibrations: list[dict[str, Any]]) -> str:
