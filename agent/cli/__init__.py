@@ -49,7 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if not isinstance(exc, user_errors()):
             raise
-        for problem in str(exc).splitlines() or [""]:  # a config lists one problem a line
+        from poreloop.agent.config import ConfigError
+
+        problems = str(exc).splitlines() if isinstance(exc, ConfigError) else [str(exc)]
+        for problem in problems:  # a config lists every problem, one a line
             print(f"{PROG}: error: {' '.join(problem.split())}", file=sys.stderr)
         return 2
 
