@@ -14,18 +14,16 @@ Torch and friends are imported only when a planner that needs them is made.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from poreloop.agent.errors import PlannerError
-from poreloop.agent.planners.base import (
-    Objective,
-    Observation,
-    OutcomeConstraint,
-    Planner,
-    check_state,
+from poreloop.agent.planners.base import Planner, check_state
+from poreloop.agent.planners.observations import (
+    WarmStart,
     read_observations,
+    warm_start_observations,
 )
+from poreloop.agent.planners.outcomes import Objective, Observation, OutcomeConstraint
 from poreloop.registry import Registry
 from poreloop.twins.space import ParameterSpace
 
@@ -50,10 +48,7 @@ def make_planner(
     seed: int | None = None,
     fidelities: Mapping[str, float] | None = None,
     state: Mapping[str, Any] | None = None,
-    warm_start: str
-    | Path
-    | tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]
-    | None = None,
+    warm_start: WarmStart | None = None,
     **options: Any,
 ) -> Planner:
     """A planner by name, or resumed from ``state`` (whose settings then fill what is not given).
@@ -84,12 +79,7 @@ def make_planner(
     if state is not None:
         planner.load_state(state)
     if warm_start is not None:
-        recipes, outcomes = (
-            read_observations(warm_start, planner.space)
-            if isinstance(warm_start, str | Path)
-            else warm_start
-        )
-        planner.tell(recipes, outcomes)
+        planner.tell(*warm_start_observations(warm_start, planner.space))
     return planner
 
 

@@ -5,103 +5,65 @@ A planner searches a ``ParameterSpace`` for recipes that maximise or minimise ou
 digital space (``fidelity="twin"``) or the lab (``"lab"``); a sample that could not be made or
 scored is told as ``failed`` with a reason, never dropped. Everything a planner knows is in
 ``state()``, plain JSON, so a campaign that is killed resumes where it stopped.
+
+The public ``ask``, ``tell`` and ``state`` check and count; a planner fills the protected hooks
+(``_propose``, and ``_extra_state`` / ``_load_extra_state`` where it keeps more than its
+observations). ``agent.planners.checks.check_planner`` tests a planner against this contract.
 """
 
 from __future__ import annotations
 
-import csv
 import math
-import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from poreloop.agent.errors import PlannerError
+from poreloop.agent.planners.outcomes import (
+    RESERVED_KEYS,
+    Frozen,
+    Objective,
+    Observation,
+    OutcomeConstraint,
+    pareto_front,
+    parse_constraints,
+    parse_fidelities,
+    parse_objectives,
+)
 from poreloop.registry import did_you_mean, validation_summary
 from poreloop.twins.errors import TwinError
-from poreloop.twins.space import Categorical, ParameterSpace, Recipe
+from poreloop.twins.space import ParameterSpace, Recipe
 
 STATE_FORMAT = "poreloop.planner/1"
-RESERVED_KEYS = ("fidelity", "failed", "reason")
-"""Keys of an outcome dict that describe the observation rather than a measured value."""
-
-_CONSTRAINT = re.compile(r"^\s*([A-Za-z_]\w*)\s*(<=|>=)\s*(\S+)\s*$")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Objective(_Frozen):
-    """An outcome to maximise or minimise.
-
-    ``threshold`` is the worst value still worth having; with several objectives it is the
-    reference point of the hypervolume (inferred from the data where it is not given).
-    """
-
-    name: str
-    goal: Literal["max", "min"] = "max"
-    threshold: float | None = None
-
-    @property
-    def sign(self) -> float:
-        """+1 to maximise, -1 to minimise: ``sign * value`` is always to be maximised."""
-        return 1.0 if self.goal == "max" else -1.0
-
-
-class OutcomeConstraint(_Frozen):
-    """An outcome that must stay on one side of a bound, e.g. ``porosity >= 0.3``."""
-
-    name: str
-    op: Literal["<=", ">="]
-    bound: float
-
-    @classmethod
-    def parse(cls, text: str) -> OutcomeConstraint:
-        match = _CONSTRAINT.match(text)
-        try:
-            bound = float(match.group(3)) if match else math.nan
-        except ValueError:
-            bound = math.nan
-        if not match or not math.isfinite(bound):
-            raise PlannerError(
-                f"outcome constraint {text!r} is not of the form 'name <= number' or "
-                "'name >= number'"
-            )
-        return cls(name=match.group(1), op=match.group(2), bound=bound)
-
-    def slack(self, value: float) -> float:
-        """How far inside the bound the value is (negative: outside)."""
-        return self.bound - value if self.op == "<=" else value - self.bound
-
-    def describe(self) -> str:
-        return f"{self.name} {self.op} {self.bound:g}"
-
-
-class Observation(_Frozen):
-    """One told outcome: the recipe, what was measured, at which fidelity, and whether it failed."""
-
-    recipe: dict[str, float | int | str]
-    values: dict[str, float] = Field(default_factory=dict)
-    fidelity: str | None = None
-    failed: bool = False
-    reason: str = ""
-
-
-class Planner:
+class Planner(ABC):
     """Proposes recipes and learns from their outcomes; subclasses implement ``_propose``.
 
-    ``Options`` lists a planner's own settings; they are checked when it is built and saved in
-    its state. ``pending`` holds asked recipes whose outcomes have not been told yet.
+    ``Options`` lists a planner's settings (a subclass's ``Options`` extends this one); they
+    are checked when it is built and saved in its state. ``pending`` holds asked recipes whose
+    outcomes have not been told yet.
     """
 
     name: ClassVar[str]
 
-    class Options(_Frozen):
-        pass
+    class Options(Frozen):
+        n_initial: int | None = Field(default=None, ge=2)
+        """Space-filling proposals until this many samples succeeded (a model of the outcomes
+        needs two of each); default max(5, (dim + 1) // 2)."""
+
+    options: Options
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not issubclass(cls.Options, Planner.Options):
+            raise TypeError(
+                f"{cls.__name__}.Options must subclass Planner.Options, which holds the options "
+                "every planner shares"
+            )
 
     def __init__(
         self,
@@ -185,8 +147,11 @@ class Planner:
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Take over a saved state; it must come from a planner configured like this one."""
         check_state(state)
+        saved = dict(state)
+        if isinstance(state.get("options"), Mapping):  # options added since it was saved: defaults
+            saved["options"] = {**self.Options().model_dump(mode="json"), **state["options"]}
         for key, value in self._config().items():
-            if state.get(key) != value:
+            if saved.get(key) != value:
                 raise PlannerError(
                     f"the saved state's {key} differs from this planner's: saved "
                     f"{_short(state.get(key))}, given {_short(value)}"
@@ -227,33 +192,19 @@ class Planner:
             for o in self.observations
             if self.is_feasible(o) and o.fidelity in (None, self.target_fidelity)
         ]
-        if not feasible:
-            return []
-        utility = np.array(
-            [[ob.sign * o.values[ob.name] for ob in self.objectives] for o in feasible]
-        )
-        dominated = [
-            bool(np.any(np.all(utility >= u, axis=1) & np.any(utility > u, axis=1)))
-            for u in utility
-        ]
-        front = [o for o, d in zip(feasible, dominated, strict=True) if not d]
-        if len(self.objectives) == 1:
-            return [
-                max(
-                    front, key=lambda o: self.objectives[0].sign * o.values[self.objectives[0].name]
-                )
-            ]
-        return front
+        front = pareto_front(feasible, self.objectives)
+        return front[:1] if len(self.objectives) == 1 else front
 
     # --- for subclasses -----------------------------------------------------------------------
 
+    @abstractmethod
     def _propose(self, n: int, fidelity: str | None) -> list[Recipe]:
-        raise NotImplementedError
+        """``n`` new recipes (validated by ``ask``); ``fidelity`` as given to ``ask``."""
 
     @property
     def n_initial(self) -> int:
         """Space-filling proposals until this many samples succeeded: a model needs them."""
-        return getattr(self.options, "n_initial", None) or max(5, (self.space.dim + 1) // 2)
+        return self.options.n_initial or max(5, (self.space.dim + 1) // 2)
 
     @property
     def in_initial_design(self) -> bool:
@@ -272,7 +223,7 @@ class Planner:
         """What a subclass keeps beyond the observations (e.g. a trained policy)."""
         return {}
 
-    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:  # noqa: B027 -- optional
         """Take over what ``_extra_state`` saved."""
 
     # --- checking -----------------------------------------------------------------------------
@@ -288,12 +239,13 @@ class Planner:
             "options": self.options.model_dump(mode="json"),
         }
 
-    def _parse_options(self, options: Mapping[str, Any]) -> BaseModel:
+    def _parse_options(self, options: Mapping[str, Any]) -> Options:
         known = list(self.Options.model_fields)
         for key in options:
             if key not in known:
-                hint = did_you_mean(key, known) if known else "; it takes none"
-                raise PlannerError(f"planner '{self.name}' has no option '{key}'{hint}")
+                raise PlannerError(
+                    f"planner '{self.name}' has no option '{key}'{did_you_mean(key, known)}"
+                )
         try:
             return self.Options(**options)
         except ValidationError as exc:
@@ -354,114 +306,6 @@ def check_state(state: Any) -> None:
     if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
         got = state.get("format") if isinstance(state, Mapping) else type(state).__name__
         raise PlannerError(f"planner state must have format '{STATE_FORMAT}', got {got!r}")
-
-
-def parse_objectives(objectives: Mapping[str, Any] | Sequence[Objective]) -> tuple[Objective, ...]:
-    """``{'energy_density_wh_l_1c': 'max'}`` or ``{'x': {'goal': 'min', 'threshold': 2}}``."""
-    if isinstance(objectives, Mapping):
-        items = [
-            {"name": name, **(spec if isinstance(spec, Mapping) else {"goal": spec})}
-            for name, spec in objectives.items()
-        ]
-    else:
-        items = list(objectives)
-    try:
-        parsed = tuple(
-            o if isinstance(o, Objective) else Objective.model_validate(o) for o in items
-        )
-    except ValidationError as exc:
-        raise PlannerError(
-            f"objectives must map outcome names to 'max' or 'min' (or to {{'goal': 'max', "
-            f"'threshold': number}}), got {objectives!r}: {validation_summary(exc)}"
-        ) from None
-    if not parsed:
-        raise PlannerError(
-            "a planner needs at least one objective, e.g. {'energy_density_wh_l_1c': 'max'}"
-        )
-    names = [o.name for o in parsed]
-    if len(set(names)) != len(names):
-        raise PlannerError(f"objective names must be unique, got {names}")
-    return parsed
-
-
-def parse_constraints(
-    constraints: Iterable[str | OutcomeConstraint | Mapping[str, Any]],
-) -> tuple[OutcomeConstraint, ...]:
-    """``['porosity >= 0.3', {'name': 'tau_pore_z', 'op': '<=', 'bound': 4}]``."""
-    if isinstance(constraints, str | Mapping):
-        constraints = [constraints]
-    parsed = []
-    for c in constraints:
-        if isinstance(c, OutcomeConstraint):
-            parsed.append(c)
-        elif isinstance(c, str):
-            parsed.append(OutcomeConstraint.parse(c))
-        else:
-            try:
-                parsed.append(OutcomeConstraint.model_validate(c))
-            except ValidationError as exc:
-                raise PlannerError(f"outcome constraint {c!r}: {validation_summary(exc)}") from None
-    return tuple(parsed)
-
-
-def parse_fidelities(fidelities: Mapping[str, float] | None) -> dict[str, float]:
-    """``{'twin': 1.0, 'lab': 50.0}``: each fidelity's cost; the most expensive is the target."""
-    if not fidelities:
-        return {}
-    if not isinstance(fidelities, Mapping) or len(fidelities) < 2:
-        raise PlannerError(
-            f"fidelities must map at least two names to their costs, e.g. {{'twin': 1, 'lab': 50}}, "
-            f"got {fidelities!r}"
-        )
-    for name, cost in fidelities.items():
-        if isinstance(cost, bool) or not isinstance(cost, int | float) or not cost > 0:
-            raise PlannerError(f"fidelity '{name}' needs a positive cost, got {cost!r}")
-    return {str(name): float(cost) for name, cost in fidelities.items()}
-
-
-def read_observations(
-    path: str | Path, space: ParameterSpace
-) -> tuple[list[Recipe], list[dict[str, Any]]]:
-    """Recipes and outcomes from a CSV with one column per parameter and per measured value,
-    and optional ``fidelity``, ``failed`` and ``reason`` columns; an empty cell is no value."""
-    path = Path(path)
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        raise PlannerError(f"{path}: no observations (a header and at least one row expected)")
-    missing = [name for name in space.names if name not in rows[0]]
-    if missing:
-        raise PlannerError(f"{path}: no column for parameter(s) {', '.join(missing)}")
-    recipes, outcomes = [], []
-    for line, row in enumerate(rows, start=2):
-        try:
-            recipes.append({p.name: _cell(row[p.name], p) for p in space.parameters})
-            outcome: dict[str, Any] = {
-                key: float(value)
-                for key, value in row.items()
-                if key not in space.names and key not in RESERVED_KEYS and value not in ("", None)
-            }
-        except ValueError as exc:
-            raise PlannerError(f"{path}:{line}: {exc}") from None
-        if row.get("fidelity"):
-            outcome["fidelity"] = row["fidelity"]
-        if row.get("failed"):
-            outcome["failed"] = row["failed"].strip().lower() in ("1", "true", "yes")
-        if row.get("reason"):
-            outcome["reason"] = row["reason"]
-        outcomes.append(outcome)
-    return recipes, outcomes
-
-
-def _cell(text: str, parameter: Any) -> float | str:
-    if isinstance(parameter, Categorical):
-        return text
-    if text in ("", None):
-        raise ValueError(f"no value for parameter '{parameter.name}'")
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"parameter '{parameter.name}' expects a number, got {text!r}") from None
 
 
 def _short(value: Any, limit: int = 120) -> str:

@@ -1,7 +1,6 @@
 """Bayesian optimisation with BoTorch.
 
-One Gaussian process per modelled outcome (objectives and constrained outcomes), fitted by
-botorch on inputs in the unit cube and standardised outputs; qLogNEI for one objective,
+The GPs of ``agent.planners.surrogate`` (one per modelled outcome); qLogNEI for one objective,
 qLogNEHVI for several. What the GPs cannot see is modelled too:
 
 - failures: once a sample fails, a GP of success (1) / failure (0) joins the model and the
@@ -21,194 +20,22 @@ qLogNEHVI for several. What the GPs cannot see is modelled too:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from poreloop.agent.errors import PlannerError
-from poreloop.agent.planners.base import Observation, Planner, _Frozen
+from poreloop.agent.planners.base import Planner
+from poreloop.agent.planners.surrogate import (
+    Encoding,
+    Surrogate,
+    model_or_space_filling,
+    torch_on_one_thread,
+)
 from poreloop.twins.errors import TwinError
-from poreloop.twins.space import Categorical, Integer, ParameterSpace, Recipe
-
-if TYPE_CHECKING:
-    import torch
-    from botorch.models import ModelListGP
-
-_MARGIN = 1e-7
-"""Linear constraints are tightened by this much in the unit cube, so that a proposal that sits
-on a constraint still passes the space's check after decoding."""
-
-
-class Encoding:
-    """Recipes ↔ model inputs.
-
-    Numeric parameters map to [0, 1] (integers onto their grid), categories to their index, and
-    with several fidelities a last column holds the fidelity's index.
-    """
-
-    def __init__(self, space: ParameterSpace, fidelities: Sequence[str] = ()) -> None:
-        self.space = space
-        self.fidelities = list(fidelities)
-        self.fidelity_dim = space.dim if self.fidelities else None
-
-    @property
-    def dim(self) -> int:
-        return self.space.dim + (1 if self.fidelities else 0)
-
-    def encode(self, recipes: Sequence[Recipe], fidelity: Sequence[str | None] | str | None = None):
-        import torch
-
-        columns = []
-        for p in self.space.parameters:
-            values = [recipe[p.name] for recipe in recipes]
-            if isinstance(p, Categorical):
-                columns.append([float(p.choices.index(str(v))) for v in values])
-            else:
-                columns.append([(float(v) - p.low) / (p.high - p.low) for v in values])
-        if self.fidelities:
-            if fidelity is None or isinstance(fidelity, str):
-                fidelity = [fidelity] * len(recipes)
-            target = self.fidelities[-1]
-            columns.append([float(self.fidelities.index(f or target)) for f in fidelity])
-        return torch.tensor(np.array(columns, dtype=float).T.reshape(len(recipes), self.dim))
-
-    def decode(self, X: torch.Tensor) -> list[Recipe]:
-        recipes = []
-        for row in X.detach().cpu().numpy():
-            recipe: Recipe = {}
-            for p, z in zip(self.space.parameters, row, strict=False):
-                if isinstance(p, Categorical):
-                    recipe[p.name] = p.choices[int(np.clip(round(z), 0, len(p.choices) - 1))]
-                elif isinstance(p, Integer):
-                    recipe[p.name] = int(
-                        np.clip(round(p.low + z * (p.high - p.low)), p.low, p.high)
-                    )
-                else:
-                    recipe[p.name] = float(np.clip(p.low + z * (p.high - p.low), p.low, p.high))
-            recipes.append(recipe)
-        return recipes
-
-    def bounds(self):
-        import torch
-
-        upper = [
-            len(p.choices) - 1.0 if isinstance(p, Categorical) else 1.0
-            for p in self.space.parameters
-        ]
-        if self.fidelities:
-            upper.append(len(self.fidelities) - 1.0)
-        return torch.tensor([[0.0] * self.dim, upper], dtype=torch.double)
-
-    def categorical_dims(self, with_fidelity: bool = True) -> dict[int, list[float]]:
-        dims = {
-            i: [float(k) for k in range(len(p.choices))]
-            for i, p in enumerate(self.space.parameters)
-            if isinstance(p, Categorical)
-        }
-        if with_fidelity and self.fidelities:
-            dims[self.space.dim] = [float(k) for k in range(len(self.fidelities))]
-        return dims
-
-    def integer_dims(self) -> dict[int, list[float]]:
-        return {
-            i: [(v - p.low) / (p.high - p.low) for v in range(p.low, p.high + 1)]
-            for i, p in enumerate(self.space.parameters)
-            if isinstance(p, Integer)
-        }
-
-    def inequality_constraints(self) -> list[tuple[Any, Any, float]]:
-        """The space's ``sum c x <= b`` in botorch's form ``sum a z >= r`` over the encoding."""
-        import torch
-
-        constraints = []
-        for c in self.space.constraints:
-            indices, coefficients, rhs = [], [], c.bound
-            for name, coefficient in c.coefficients.items():
-                p = self.space[name]
-                indices.append(self.space.names.index(name))
-                coefficients.append(-coefficient * (p.high - p.low))
-                rhs -= coefficient * p.low
-            constraints.append(
-                (
-                    torch.tensor(indices, dtype=torch.long),
-                    torch.tensor(coefficients, dtype=torch.double),
-                    -rhs + _MARGIN * (1.0 + abs(rhs)),
-                )
-            )
-        return constraints
-
-
-@dataclass
-class Surrogate:
-    """GPs of a planner's outcomes, in ``outcome_names`` order, then (once a sample failed) one
-    of success; ``model`` is the botorch ModelListGP behind them."""
-
-    model: ModelListGP
-    encoding: Encoding
-    outcome_names: list[str]
-    models_failures: bool
-
-    @classmethod
-    def fit(cls, planner: Planner) -> Surrogate:
-        """Fit to everything the planner was told; needs two observations of every outcome."""
-        from botorch.fit import fit_gpytorch_mll
-        from botorch.models import ModelListGP
-        from gpytorch.mlls import ExactMarginalLogLikelihood
-
-        encoding = Encoding(planner.space, list(planner.fidelities))
-        observations = planner.observations
-        models = []
-        for name in planner.outcome_names:
-            seen = [o for o in observations if name in o.values]
-            if len(seen) < 2:
-                raise PlannerError(f"outcome '{name}' needs two observations before it is modelled")
-            values = [o.values[name] for o in seen]
-            sign = next((ob.sign for ob in planner.objectives if ob.name == name), None)
-            unseen = [o for o in observations if o.failed and name not in o.values]
-            if sign is not None and unseen:  # a failure is as bad as the worst success
-                worst = min(sign * v for v in values) * sign
-                seen, values = seen + unseen, values + [worst] * len(unseen)
-            models.append(_gp(encoding, seen, values))
-        models_failures = any(o.failed for o in observations)
-        if models_failures:
-            models.append(
-                _gp(encoding, observations, [0.0 if o.failed else 1.0 for o in observations])
-            )
-        for model in models:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=UserWarning)
-                fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-        return cls(ModelListGP(*models), encoding, list(planner.outcome_names), models_failures)
-
-    def predict(self, recipes: Sequence[Recipe]) -> dict[str, np.ndarray]:
-        """Posterior means of every outcome at the target fidelity (and ``success``, the modelled
-        chance of not failing, where failures were seen)."""
-        import torch
-
-        X = self.encoding.encode(recipes)
-        with torch.no_grad():
-            mean = self.model.posterior(X).mean.numpy()
-        names = self.outcome_names + (["success"] if self.models_failures else [])
-        return {name: mean[:, i] for i, name in enumerate(names)}
-
-
-def _gp(encoding: Encoding, observations: Sequence[Observation], y: Sequence[float]):
-    """A GP with standardised outputs; a categorical kernel where there are categories."""
-    import torch
-    from botorch.models import MixedSingleTaskGP, SingleTaskGP
-    from botorch.models.transforms.outcome import Standardize
-
-    X = encoding.encode([o.recipe for o in observations], [o.fidelity for o in observations])
-    Y = torch.tensor(y, dtype=torch.double).unsqueeze(-1)
-    categorical = list(encoding.categorical_dims())
-    if categorical:
-        return MixedSingleTaskGP(X, Y, cat_dims=categorical, outcome_transform=Standardize(m=1))
-    return SingleTaskGP(X, Y, outcome_transform=Standardize(m=1))
-
+from poreloop.twins.space import Categorical, Integer, Recipe
 
 THOMPSON_CANDIDATES = 1024
 """Feasible Sobol points a Thompson draw chooses among (its joint posterior is N × N)."""
@@ -219,13 +46,12 @@ class BayesPlanner(Planner):
 
     name: ClassVar[str] = "bayes"
 
-    class Options(_Frozen):
-        n_initial: int | None = Field(default=None, ge=1)
-        """Space-filling (Sobol) proposals until this many samples succeeded; default
-        max(5, (dim + 1) // 2)."""
+    class Options(Planner.Options):
         num_restarts: int = Field(default=10, ge=1)
         raw_samples: int = Field(default=512, ge=1)
         mc_samples: int = Field(default=128, ge=8)
+
+    options: Options
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -469,46 +295,6 @@ class BayesPlanner(Planner):
 
     def _torch_seed(self) -> int:
         return int(self._rng().integers(2**31))
-
-
-def model_or_space_filling(
-    planner: Planner, n: int, propose: Callable[[int], list[Recipe]]
-) -> list[Recipe]:
-    """``propose(n)`` once ``n_initial`` samples succeeded, space-filling points before, and
-    (with a warning) where the GPs cannot be fitted: a numerical failure of the model must not
-    stop a campaign."""
-    from botorch.exceptions.errors import ModelFittingError
-    from linear_operator.utils.errors import NotPSDError
-
-    if planner.in_initial_design:
-        return planner._space_filling(n)
-    try:
-        with torch_on_one_thread():
-            return propose(n)
-    except (ModelFittingError, NotPSDError) as exc:
-        warnings.warn(
-            f"{planner.name}: the model could not be fitted ({exc}); proposing space-filling "
-            "points",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        return planner._space_filling(n)
-
-
-@contextmanager
-def torch_on_one_thread() -> Iterator[None]:
-    """Torch on one thread while a planner fits and optimises: its GPs (hundreds of points) and
-    policies are so small that a thread pool costs more than it saves (a proposal at 300
-    observations took 2.2 s on one thread, 23 s on two, on a busy 2-core machine), and results
-    do not depend on the machine's core count."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _constraint_callable(index: int, op: str, bound: float):

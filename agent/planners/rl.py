@@ -10,7 +10,7 @@ recipes it visited. The critic is either
   small box size), whose design space must be the planner's and whose own reward (see
   ``envs.design``) then stands for the planner's objectives; or
 - by default, a surrogate of what the planner was told: botorch GP posterior means
-  (``agent.planners.bayes.Surrogate``) refitted at every ask, the objectives scalarised into a
+  (``agent.planners.surrogate.Surrogate``) refitted at every ask, the objectives scalarised into a
   reward (one: ``sign`` × the standardised mean; several: an augmented Chebyshev scalarisation
   with random weights drawn per ask, so successive asks spread along the Pareto front), minus
   a penalty for predicted constraint violations and for predicted failure. Until ``n_initial``
@@ -42,7 +42,11 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 from poreloop import envs
 from poreloop.agent.errors import PlannerError
 from poreloop.agent.planners.base import Planner
-from poreloop.agent.planners.bayes import Surrogate, model_or_space_filling, torch_on_one_thread
+from poreloop.agent.planners.surrogate import (
+    Surrogate,
+    model_or_space_filling,
+    torch_on_one_thread,
+)
 from poreloop.envs.design import DesignEnv, Score, Scorer
 from poreloop.registry import did_you_mean
 from poreloop.twins.errors import TwinError
@@ -80,9 +84,6 @@ class RLPlanner(Planner):
         """Largest move per step, in unit-cube coordinates."""
         n_starts: int = Field(default=8, ge=1)
         """Rollouts whose visited recipes are the candidates of an ask."""
-        n_initial: int | None = Field(default=None, ge=2)
-        """Surrogate only: Sobol proposals until this many samples succeeded; default
-        max(5, (dim + 1) // 2)."""
         env: str | None = None
         """A registered design env to train on instead of the surrogate."""
         env_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -102,6 +103,8 @@ class RLPlanner(Planner):
                     f"must be JSON-serialisable (it is saved in the state): {exc}"
                 ) from None
             return value
+
+    options: Options
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
