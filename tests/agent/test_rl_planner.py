@@ -1,4 +1,5 @@
-"""The RL planner: the planner contract, state round trips, and that it beats random search."""
+"""The RL planner beyond the contract checker: its env steps, that it beats random search,
+training on a twin env, its options."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from poreloop import envs  # noqa: F401 -- registers the design envs
 from poreloop.agent.errors import PlannerError
 from poreloop.agent.planners import make_planner
-from poreloop.twins.space import Continuous, LinearConstraint, ParameterSpace
+from poreloop.twins.space import ParameterSpace
 
 SQUARE = ParameterSpace.continuous({"x1": (-1.0, 1.0), "x2": (-1.0, 1.0)})
 OPTIMUM = {"x1": 0.3, "x2": -0.4}
@@ -31,9 +32,8 @@ def run(planner, asks: int, q: int) -> float:
     return max(o.values["y"] for o in planner.observations)
 
 
-@pytest.mark.parametrize("algorithm", ["ppo", "sac"])
-def test_state_round_trip_gives_the_same_next_proposal(algorithm: str) -> None:
-    planner = make_planner("rl", SQUARE, {"y": "max"}, seed=3, algorithm=algorithm, **FAST)
+def test_env_steps_are_counted_and_survive_a_state_round_trip() -> None:
+    planner = make_planner("rl", SQUARE, {"y": "max"}, seed=3, **FAST)
     run(planner, asks=3, q=2)  # two Sobol batches, then one trained on the surrogate
     assert planner.env_steps > 0
     state = json.loads(json.dumps(planner.state()))
@@ -41,22 +41,6 @@ def test_state_round_trip_gives_the_same_next_proposal(algorithm: str) -> None:
     assert resumed.env_steps == planner.env_steps
     assert resumed.ask(2) == planner.ask(2)
     assert resumed.env_steps == planner.env_steps
-
-
-def test_proposals_respect_a_linear_constraint_the_objective_pushes_against() -> None:
-    space = ParameterSpace(
-        parameters=(
-            Continuous(name="a", low=0.0, high=1.0),
-            Continuous(name="b", low=0.0, high=1.0),
-        ),
-        constraints=(LinearConstraint(coefficients={"a": 1.0, "b": 2.0}, bound=1.0),),
-    )
-    planner = make_planner("rl", space, {"s": "max"}, seed=0, max_step=0.5, **FAST)
-    for _ in range(4):
-        recipes = planner.ask(2)
-        assert all(r["a"] + 2 * r["b"] <= 1.0 + 1e-9 for r in recipes)
-        planner.tell(recipes, [{"s": r["a"] + r["b"]} for r in recipes])
-    assert len({tuple(o.recipe.values()) for o in planner.observations}) == 8
 
 
 def test_rl_on_a_surrogate_beats_random_search_at_equal_lab_evaluations() -> None:
