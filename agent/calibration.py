@@ -83,8 +83,7 @@ class Calibration:
             value = self.offsets.get(offset.name, offset.neutral)
             set_value = float(recipe[offset.parameter])
             moved = set_value + value if offset.kind == "add" else set_value * value
-            p = space[offset.parameter]
-            shifted[offset.parameter] = float(np.clip(moved, p.low, p.high))
+            shifted[offset.parameter] = space.clip(offset.parameter, moved)
         if not space.is_feasible(shifted):
             low, high = 0.0, 1.0
             for _ in range(30):
@@ -93,9 +92,8 @@ class Calibration:
                 low, high = (mid, high) if space.is_feasible(trial) else (low, mid)
             shifted = _towards(recipe, shifted, low)
         if "thickness_um" in recipe and "compression" in recipe:
-            p = space["thickness_um"]
             made = calendered_thickness(recipe, shifted["compression"])
-            shifted["thickness_um"] = float(np.clip(made, p.low, p.high))
+            shifted["thickness_um"] = space.clip("thickness_um", made)
         return shifted
 
 

@@ -26,7 +26,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from poreloop.agent.calibration import Calibration, MeasuredSample, fit, structure_metrics
-from poreloop.agent.config import RESOLUTION, CampaignConfig, ConfigError
+from poreloop.agent.config import RESOLUTION, CampaignConfig, ConfigError, LabSettings
+from poreloop.agent.lab import LabPipeline
 from poreloop.agent.store import FINAL, Store
 
 log = logging.getLogger("poreloop.campaign")
@@ -94,7 +95,10 @@ class Campaign:
         from poreloop.twins import get_twin
 
         self.twin = get_twin(config.twin.name)
-        self.fixed = {RESOLUTION: config.screening.voxel_size_um, **config.twin.fixed}
+        self.fixed: dict[str, Any] = {
+            RESOLUTION: config.screening.voxel_size_um,
+            **config.twin.fixed,
+        }
         if RESOLUTION not in self.twin.space.names:
             self.fixed.pop(RESOLUTION)
         free = config.twin.free or {}
@@ -120,6 +124,20 @@ class Campaign:
             else Calibration()
         )
         self.calibration_id: int | None = calibrations[-1]["id"] if calibrations else None
+
+    @property
+    def pipeline(self) -> LabPipeline:
+        """The lab pipeline; only asked for by a campaign that has a lab."""
+        if self.lab is None:
+            raise ConfigError(f"campaign '{self.config.name}' has no lab")
+        return self.lab
+
+    @property
+    def lab_settings(self) -> LabSettings:
+        """The lab's settings; only asked for by a campaign that has a lab."""
+        if self.config.lab is None:
+            raise ConfigError(f"campaign '{self.config.name}' has no lab")
+        return self.config.lab
 
     def _unfree(self, free: dict[str, Any]) -> dict[str, Any]:
         """With ``twin.free`` given, every other parameter is held at the twin's default."""
@@ -148,7 +166,9 @@ class Campaign:
                 self.pool = stack.enter_context(
                     ScreeningPool(config.twin.name, config.screening.chain, self.shape, workers)
                 )
-                self.lab = stack.enter_context(self._lab()) if config.lab is not None else None
+                self.lab: LabPipeline | None = (
+                    stack.enter_context(self._lab()) if config.lab is not None else None
+                )
                 self.planner = self._planner()
                 self._loop()
                 self._cycle_life()
@@ -208,11 +228,11 @@ class Campaign:
         if self.lab is None:
             return None
         samples = self.store.samples()
-        budget = self.config.lab.samples - len(samples)
+        budget = self.lab_settings.samples - len(samples)
         if budget <= 0:
             return None
         in_flight = sum(s["stage"] not in FINAL for s in samples)
-        return min(max(self.config.lab.per_iteration - in_flight, 0), budget)
+        return min(max(self.lab_settings.per_iteration - in_flight, 0), budget)
 
     def _lab_idle(self) -> bool:
         return all(s["stage"] in FINAL for s in self.store.samples())
@@ -228,7 +248,7 @@ class Campaign:
         samples = [self.store.add_sample(iteration, {**recipe, **self.fixed}) for recipe in recipes]
         self._screen(iteration, recipes, "lab", samples)
         for sample in samples:
-            self.lab.submit(sample)
+            self.pipeline.submit(sample)
         self.store.log("dispatch", f"iteration {iteration}: {k} recipes sent to the lab")
 
     def _ask(self, n: int, fidelity: str) -> list[dict[str, Any]]:
@@ -252,7 +272,7 @@ class Campaign:
         seeds = np.random.SeedSequence(
             [self.config.seed, iteration, PURPOSES.index(purpose)]
         ).generate_state(len(recipes))
-        jobs = [
+        jobs: list[tuple[int, dict[str, Any], int, dict[str, Any]]] = [
             (
                 index,
                 calibration.apply({**recipe, **self.fixed}, self.twin.name, self.twin.space),
@@ -261,7 +281,8 @@ class Campaign:
             )
             for index, (recipe, seed) in enumerate(zip(recipes, seeds, strict=True))
         ]
-        results = sorted(self.pool.screen(jobs), key=lambda result: result.key)
+        done = {result.key: result for result in self.pool.screen(jobs)}
+        results = [done[index] for index in range(len(jobs))]
         rows, outcomes = [], []
         for index, (recipe, seed, result) in enumerate(zip(recipes, seeds, results, strict=True)):
             properties = dict(result.properties) if not result.failed else {}
@@ -296,10 +317,8 @@ class Campaign:
     # --- the lab ------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _lab(self) -> Iterator[Any]:
-        from poreloop.agent.lab import LabPipeline
-
-        settings = self.config.lab
+    def _lab(self) -> Iterator[LabPipeline]:
+        settings = self.lab_settings
         with contextlib.ExitStack() as stack:
             if settings.simulated is not None:
                 from poreloop.instruments.lab_config import load_lab_config
@@ -308,7 +327,7 @@ class Campaign:
                 lab_config = load_lab_config(settings.simulated)
                 endpoints = stack.enter_context(serving(lab_config, lab_dir=self.out / "lab"))
             else:
-                endpoints = settings.endpoints
+                endpoints = settings.endpoints or {}
             pipeline = LabPipeline(
                 self.store,
                 self.campaign_id,
@@ -418,11 +437,11 @@ class Campaign:
 
     def _cycle_life(self) -> None:
         """Cycle-life tests of the best ``lab.cycle_life.top`` measured samples."""
-        if self.lab is None or self.config.lab.cycle_life.top == 0:
+        if self.lab is None or self.lab_settings.cycle_life.top == 0:
             return
         from poreloop.agent.report import ranked
 
-        settings = self.config.lab.cycle_life
+        settings = self.lab_settings.cycle_life
         for sample in ranked(self.store.samples(), self.config.objectives)[: settings.top]:
             if "cycle_life" not in sample["results"]:
                 self.lab.cycle_life(sample["id"], settings.cycles, settings.c_rate)
@@ -515,7 +534,7 @@ class Campaign:
             self.on_progress(self.progress)
 
 
-def _c_rates(objectives: dict[str, str]) -> tuple[float, ...]:
+def _c_rates(objectives: Mapping[str, str]) -> tuple[float, ...]:
     """The C-rates a rate test must run for the objectives (``..._1c``, ``..._3c``, ``..._0p5c``)."""
     rates = {1.0}
     for name in objectives:

@@ -173,13 +173,13 @@ class CampaignConfig(_Strict):
             if bounds is None or name not in space.names:
                 continue
             low, high = bounds
-            p = space[name]
+            own_low, own_high = space.bounds(name)
             if not (math.isfinite(low) and math.isfinite(high) and low < high):
                 problems.append(f"twin.free.{name}: expected low < high, got [{low}, {high}]")
-            elif low < p.low or high > p.high:
+            elif low < own_low or high > own_high:
                 problems.append(
                     f"twin.free.{name}: [{low}, {high}] leaves the twin's bounds "
-                    f"[{p.low}, {p.high}]; narrow them, never widen"
+                    f"[{own_low}, {own_high}]; narrow them, never widen"
                 )
         if RESOLUTION in space.names:
             self._check_resolution(space, problems)
@@ -240,7 +240,7 @@ def load_config(path: str | Path, **overrides: Any) -> CampaignConfig:
 
 def _problems(path: Path, error: ValidationError) -> list[str]:
     """One line per schema failure: file, dotted field, message (nested model errors split)."""
-    lines = []
+    lines: list[str] = []
     for problem in error.errors():
         where = ".".join(str(part) for part in problem["loc"])
         prefix = f"{path}: {where}: " if problem["loc"] else f"{path}: "

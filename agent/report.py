@@ -12,6 +12,7 @@ import html
 import io
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +61,14 @@ def status(out: str | Path) -> dict[str, Any]:
     }
 
 
-def ranked(samples: list[dict[str, Any]], objectives: dict[str, str]) -> list[dict[str, Any]]:
+def ranked(samples: list[dict[str, Any]], objectives: Mapping[str, str]) -> list[dict[str, Any]]:
     """Measured samples, best first by the first objective."""
     name, goal = next(iter(objectives.items()))
     measured = [s for s in samples if s["stage"] == "measured"]
     return sorted(measured, key=lambda s: s["results"]["outcome"][name], reverse=goal == "max")
 
 
-def best(samples: list[dict[str, Any]], objectives: dict[str, str]) -> dict[str, Any]:
+def best(samples: list[dict[str, Any]], objectives: Mapping[str, str]) -> dict[str, Any]:
     """The best measured sample (one objective) or the Pareto set of them (several)."""
     measured = [s for s in samples if s["stage"] == "measured"]
     if not measured:
@@ -159,7 +160,7 @@ def _inline(fig: Any) -> str:
     return f"<img src='data:image/png;base64,{data}'>"
 
 
-def _best_so_far(fig: Any, samples: list[dict[str, Any]], objectives: dict[str, str]) -> None:
+def _best_so_far(fig: Any, samples: list[dict[str, Any]], objectives: Mapping[str, str]) -> None:
     ax = fig.subplots()
     for name, goal in objectives.items():
         best, xs, ys = -math.inf, [], []
@@ -180,7 +181,7 @@ def _best_so_far(fig: Any, samples: list[dict[str, Any]], objectives: dict[str, 
     ax.legend()
 
 
-def _pareto(fig: Any, samples: list[dict[str, Any]], objectives: dict[str, str]) -> None:
+def _pareto(fig: Any, samples: list[dict[str, Any]], objectives: Mapping[str, str]) -> None:
     first, second = list(objectives)[:2]
     ax = fig.subplots()
     measured = [s["results"]["outcome"] for s in samples if s["stage"] == "measured"]
@@ -207,7 +208,7 @@ def _twin_vs_lab(
     fig: Any,
     samples: list[dict[str, Any]],
     screens: list[dict[str, Any]],
-    objectives: dict[str, str],
+    objectives: Mapping[str, str],
 ) -> None:
     axes = fig.subplots(1, len(objectives), squeeze=False)[0]
     for ax, name in zip(axes, objectives, strict=True):
@@ -236,7 +237,7 @@ DISCREPANCY_METRICS = ("porosity", "tau_pore_z", "mean_pore_radius_um", "fractio
 
 
 def discrepancy(
-    samples: list[dict[str, Any]], screens: list[dict[str, Any]], objectives: dict[str, str]
+    samples: list[dict[str, Any]], screens: list[dict[str, Any]], objectives: Mapping[str, str]
 ) -> dict[str, dict[str, float]]:
     """Mean twin − lab per objective and structure metric, before and after calibration."""
     found: dict[str, dict[str, list[float]]] = {}
@@ -260,7 +261,7 @@ def discrepancy(
 
 
 def _discrepancy_table(
-    samples: list[dict[str, Any]], screens: list[dict[str, Any]], objectives: dict[str, str]
+    samples: list[dict[str, Any]], screens: list[dict[str, Any]], objectives: Mapping[str, str]
 ) -> str:
     table = discrepancy(samples, screens, objectives)
     rows = [
@@ -295,7 +296,7 @@ def _best_structures(
     out: Path,
     samples: list[dict[str, Any]],
     screens: list[dict[str, Any]],
-    objectives: dict[str, str],
+    objectives: Mapping[str, str],
 ) -> str:
     top = best(samples, objectives)
     chosen = top.get("sample") or (top.get("pareto") or [{}])[0].get("sample")
@@ -323,7 +324,7 @@ def _slices(micro: Any) -> str:
     return f"<img src='data:image/png;base64,{data}'>"
 
 
-def _top_table(samples: list[dict[str, Any]], objectives: dict[str, str], n: int = 10) -> str:
+def _top_table(samples: list[dict[str, Any]], objectives: Mapping[str, str], n: int = 10) -> str:
     measured = ranked(samples, objectives)
     if not measured:
         return "<p>No measured sample yet.</p>"

@@ -169,7 +169,7 @@ class Store:
                         now,
                     ),
                 )
-                ids.append(cursor.lastrowid)
+                ids.append(int(cursor.lastrowid or 0))
         return ids
 
     def screens(self) -> list[dict[str, Any]]:

@@ -19,7 +19,10 @@ from poreloop.registry import did_you_mean
 from poreloop.twins.errors import TwinError
 
 Value = float | int | str
-Recipe = dict[str, Value]
+Recipe = dict[str, Any]
+"""Parameter name → value: a number for a continuous or integer parameter, a string for a
+categorical one. Which, depends on the name, so the values are typed ``Any``; the space
+validates them."""
 
 _TOLERANCE = 1e-9
 
@@ -240,6 +243,18 @@ class ParameterSpace(BaseModel):
             if p.name == name:
                 return p
         raise TwinError(f"unknown parameter '{name}'{did_you_mean(name, self.names)}")
+
+    def bounds(self, name: str) -> tuple[float, float]:
+        """``(low, high)`` of a continuous or integer parameter; TwinError for a categorical."""
+        p = self[name]
+        if isinstance(p, Categorical):
+            raise TwinError(f"parameter '{name}' is categorical: it has choices, not bounds")
+        return float(p.low), float(p.high)
+
+    def clip(self, name: str, value: float) -> float:
+        """``value`` brought inside the bounds of parameter ``name``."""
+        low, high = self.bounds(name)
+        return float(min(max(value, low), high))
 
     def defaults(self) -> Recipe:
         """Every parameter's default (parameters without one are left out)."""
