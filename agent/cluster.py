@@ -97,7 +97,9 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> Cluster:
             )
             mode = "local"
     cluster = Cluster(
-        ray.get_runtime_context().gcs_address, ray.cluster_resources().get("CPU", 0.0), mode
+        ray.get_runtime_context().gcs_address,
+        ray.cluster_resources().get("CPU", 0.0),
+        mode,  # type: ignore[arg-type]  # one of the three literals above
     )
     log.info("Ray %s at %s with %g CPUs", mode, cluster.address, cluster.cpus)
     return cluster
@@ -157,10 +159,13 @@ class _Job:
     seed: int
     kwargs: dict[str, Any]
     stage: Literal["generate", "evaluate"] = "generate"
-    ref: ObjectRef | None = None
-    """What the driver waits on: the seconds of ``generate_timed``, or the ChainResult."""
-    structure: ObjectRef | None = None
-    slot: _Slot | None = None
+    ref: Any = None
+    """What the driver waits on (an ObjectRef once submitted): the seconds of
+    ``generate_timed``, or the ChainResult."""
+    structure: Any = None
+    """The twin's structure (an ObjectRef once generating)."""
+    slot: Any = None
+    """The ``_Slot`` whose actor has the job (once submitted)."""
     deaths: int = 0
     submitted: float = math.nan
     generate_s: float = math.nan
@@ -215,7 +220,7 @@ class ScreeningPool:
             )
         self.replaced = 0
         """Actors that died and were replaced."""
-        self._slots = {
+        self._slots: dict[Literal["twin", "chain"], list[_Slot]] = {
             "twin": [_Slot(self._new_actor("twin")) for _ in range(n_workers)],
             "chain": [_Slot(self._new_actor("chain")) for _ in range(n_workers)],
         }
@@ -224,8 +229,8 @@ class ScreeningPool:
         from poreloop.twins.actors import ChainActor, TwinActor
 
         if kind == "twin":
-            return TwinActor.remote(self.twin, **self.twin_options)
-        return ChainActor.remote(self.chain, **self.chain_options)
+            return TwinActor.remote(self.twin, **self.twin_options)  # type: ignore[return-value]
+        return ChainActor.remote(self.chain, **self.chain_options)  # type: ignore[return-value]
 
     @property
     def n_workers(self) -> int:
@@ -327,7 +332,9 @@ class ScreeningPool:
         the one it was running, counts a death (and fails at ``MAX_DEATHS``)."""
         if getattr(error, "actor_init_failed", False):
             raise AgentError(f"an actor could not start: {_one_line(error)}") from None
-        kind = next(kind for kind, slots in self._slots.items() if slot in slots)
+        kind: Literal["twin", "chain"] = next(
+            kind for kind, slots in self._slots.items() if slot in slots
+        )
         slots = self._slots[kind]
         slots[slots.index(slot)] = _Slot(self._new_actor(kind))
         self.replaced += 1

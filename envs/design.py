@@ -81,7 +81,7 @@ class DesignEnv(gym.Env):
     the three itself to batch the scorer.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}  # gymnasium.Env declares it per instance
 
     def __init__(
         self,
@@ -293,8 +293,10 @@ class TwinDesignEnv(DesignEnv):
         twin = get_twin(self.TWIN)
         if isinstance(size, bool) or not isinstance(size, int):
             raise EnvError(f"size must be a whole number of voxels, got {size!r}")
-        voxel = float(
-            twin.space["voxel_size_um"].default if voxel_size_um is None else voxel_size_um
+        voxel = (
+            float(twin.space.defaults()["voxel_size_um"])
+            if voxel_size_um is None
+            else float(voxel_size_um)
         )
         twin.space["voxel_size_um"].check(voxel)
         space = design_space(

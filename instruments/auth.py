@@ -17,6 +17,7 @@ import contextlib
 import ipaddress
 import os
 from pathlib import Path
+from typing import cast
 
 import zmq
 import zmq.auth
@@ -136,7 +137,7 @@ class Keys(BaseModel):
         public_key, secret_key = _load(self.secret, secret=True)
         server_key, _ = _load(self.server_public, secret=False)
         return {
-            zmq.CURVE_SECRETKEY: secret_key,
+            zmq.CURVE_SECRETKEY: cast(bytes, secret_key),  # _load(secret=True) refuses none
             zmq.CURVE_PUBLICKEY: public_key,
             zmq.CURVE_SERVERKEY: server_key,
         }

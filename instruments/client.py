@@ -177,7 +177,7 @@ class InstrumentClient:
                     if call.must_resend(now):
                         socket = self._connect(reconnect=True)
                         _send(socket, encode(call.resend(now)))
-                    if socket.poll(call.wait_s(time.monotonic()) * 1000):
+                    if socket.poll(round(call.wait_s(time.monotonic()) * 1000)):
                         outcome = call.receive(socket.recv_multipart(), time.monotonic())
                         if outcome is not None:
                             return outcome

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 from poreloop.instruments.errors import InstrumentError
 from poreloop.instruments.lab_config import InstrumentConfig, LabConfig, server_command
@@ -124,7 +124,9 @@ def _die_with_parent() -> None:
 
 def _wait_ready(children: list[_Child], timeout_s: float, stop: threading.Event) -> None:
     """Read each server's ready line (``instruments.server.entry.ready_line``) for its endpoint."""
-    waiting = {child.process.stdout: child for child in children}
+    waiting: dict[IO[str], _Child] = {
+        child.process.stdout: child for child in children if child.process.stdout is not None
+    }
     give_up = time.monotonic() + timeout_s
     while waiting and not stop.is_set():
         left = give_up - time.monotonic()

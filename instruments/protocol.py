@@ -113,7 +113,7 @@ def decode(frames: list[bytes]) -> Message:
             f"expected a JSON object as the {cls.kind} body, got bytes that do not parse ({error})"
         ) from None
     try:
-        return cls.model_validate(data)
+        return cls.model_validate(data)  # type: ignore[return-value]  # cls is one of Message
     except ValidationError as error:
         raise ProtocolError(
             f"expected a {cls.kind} body matching its schema, got {validation_summary(error)}"

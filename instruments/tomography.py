@@ -47,7 +47,7 @@ from beam hardening). Carbon-binder domain = ``cbd``."""
 
 ELECTRODE_PHASES: dict[int, str] = {0: "pore", 1: "active", 2: "cbd"}
 ELECTRODE_GREY_ORDER: tuple[str, ...] = tuple(
-    sorted(ELECTRODE_PHASES.values(), key=ATTENUATION.get)
+    sorted(ELECTRODE_PHASES.values(), key=ATTENUATION.__getitem__)
 )
 """Electrode phases from darkest to brightest: what ``segment``'s classes 0, 1, 2 are."""
 

@@ -34,7 +34,8 @@ def phase_colours(n: int) -> list[str]:
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
-    palette = list(_PHASE_COLOURS) + [to_hex(c) for c in colormaps["tab20"].colors]
+    tab20 = colormaps["tab20"]
+    palette = list(_PHASE_COLOURS) + [to_hex(tab20(i)) for i in range(tab20.N)]
     return [palette[i % len(palette)] for i in range(n)]
 
 

@@ -260,7 +260,7 @@ class ParameterSpace(BaseModel):
         """Every parameter's default (parameters without one are left out)."""
         return {p.name: p.default for p in self.parameters if p.default is not None}
 
-    def validate(self, recipe: dict[str, Any]) -> Recipe:
+    def validate(self, recipe: dict[str, Any]) -> Recipe:  # type: ignore[override]
         """The recipe with values normalised to their types, or a TwinError naming the problem."""
         if not isinstance(recipe, dict):
             raise TwinError(
@@ -353,9 +353,11 @@ class ParameterSpace(BaseModel):
         """Which unit-cube points, shape ``(m, dim)``, satisfy every constraint: ``(m,)`` bool."""
         ok = np.ones(len(points), dtype=bool)
         for c in self.constraints:
-            lhs = sum(
-                coef * self[name].values(points[:, self.names.index(name)])
-                for name, coef in c.coefficients.items()
-            )
+            lhs = np.zeros(len(points))
+            for name, coef in c.coefficients.items():
+                parameter = self[name]
+                if isinstance(parameter, Categorical):
+                    raise TwinError(f"constraint on categorical parameter '{name}'")
+                lhs += coef * parameter.values(points[:, self.names.index(name)])
             ok &= lhs <= c.bound + _TOLERANCE
         return ok

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -176,8 +177,8 @@ class BayesPlanner(Planner):
         )
         if len(self.objectives) == 1:
             index, sign = names.index(self.objectives[0].name), self.objectives[0].sign
-            objective = GenericMCObjective(lambda Z, X=None: sign * Z[..., index])
-            return qLogNoisyExpectedImprovement(objective=objective, **common)
+            single = GenericMCObjective(partial(_signed, sign=sign, index=index))
+            return qLogNoisyExpectedImprovement(objective=single, **common)
         objective = WeightedMCMultiOutputObjective(
             weights=torch.tensor([o.sign for o in self.objectives], dtype=torch.double),
             outcomes=[names.index(o.name) for o in self.objectives],
@@ -222,7 +223,7 @@ class BayesPlanner(Planner):
         if not self.fidelities:
             raise PlannerError("choose_fidelity needs fidelities, e.g. {'twin': 1, 'lab': 50}")
         recipes = [self.space.validate(dict(r)) for r in recipes]
-        target = self.target_fidelity
+        target = str(self.target_fidelity)  # set: there are fidelities
         if self.in_initial_design:
             return [target] * len(recipes)
         surrogate = self.surrogate()
@@ -237,7 +238,7 @@ class BayesPlanner(Planner):
             unsure = torch.zeros(len(cheapest_first), dtype=torch.bool)
             with torch.no_grad():
                 for i in objectives:
-                    model = surrogate.model.models[i]
+                    model: Any = surrogate.model.models[i]
                     latent = model.posterior(X).variance.squeeze(-1)
                     noise = model.posterior(X, observation_noise=True).variance.squeeze(-1) - latent
                     std = latent.sqrt()
@@ -295,6 +296,11 @@ class BayesPlanner(Planner):
 
     def _torch_seed(self) -> int:
         return int(self._rng().integers(2**31))
+
+
+def _signed(Z: Any, X: Any = None, *, sign: float, index: int) -> Any:
+    """The objective as botorch maximises it: ``sign`` times output ``index`` of samples Z."""
+    return sign * Z[..., index]
 
 
 def _constraint_callable(index: int, op: str, bound: float):

@@ -68,8 +68,8 @@ class OutcomeConstraint(Frozen):
             )
         return cls(name=match.group(1), op=match.group(2), bound=bound)
 
-    def slack(self, value: float) -> float:
-        """How far inside the bound the value is (negative: outside)."""
+    def slack(self, value: Any) -> Any:
+        """How far inside the bound the value is (negative: outside); a float or an array."""
         return self.bound - value if self.op == "<=" else value - self.bound
 
     def describe(self) -> str:

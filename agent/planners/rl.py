@@ -148,7 +148,7 @@ class RLPlanner(Planner):
             if self.options.algorithm == "sac":
                 # the surrogate's rewards change between asks; a fresh buffer also keeps the
                 # state small and a restored planner identical
-                self._model.replay_buffer.reset()
+                self._model.replay_buffer.reset()  # type: ignore[attr-defined]  # SAC has one
         return self._model
 
     def _settings(self) -> dict[str, Any]:
@@ -172,7 +172,7 @@ class RLPlanner(Planner):
             obs = env.reset()
             trace += env.reset_infos
             for _ in range(self.options.episode_length):
-                action, _ = model.predict(obs, deterministic=True)
+                action, _ = model.predict(obs, deterministic=True)  # type: ignore[arg-type]
                 obs, _, _, infos = env.step(action)
                 trace += infos
         return [(info["reward"], info["recipe"]) for info in trace if not info["failed"]]
@@ -199,11 +199,11 @@ class RLPlanner(Planner):
 
     def _check_env(self) -> None:
         """The named env exists, builds with ``env_kwargs`` and designs over this space."""
-        name = self.options.env
+        name = str(self.options.env)  # called only with an env
         if name not in gymnasium.registry:
             raise PlannerError(f"planner 'rl': unknown env '{name}'{did_you_mean(name, envs.ENVS)}")
         try:
-            space = gymnasium.make(name, **self._env_kwargs()).unwrapped.space
+            space = gymnasium.make(name, **self._env_kwargs()).unwrapped.space  # type: ignore[attr-defined]
         except (TypeError, TwinError) as exc:
             raise PlannerError(f"planner 'rl': env '{name}' cannot be built: {exc}") from None
         if space != self.space:
@@ -221,7 +221,7 @@ class RLPlanner(Planner):
     def _twin_env(self) -> VecEnv:
         """The registered env, vectorised; built once (its critics are slow to start)."""
         if self._env is None:
-            make = partial(gymnasium.make, self.options.env, **self._env_kwargs())
+            make = partial(gymnasium.make, str(self.options.env), **self._env_kwargs())
             self._env = DummyVecEnv([make] * self.options.n_envs)
         return self._env
 
@@ -296,7 +296,8 @@ class RLPlanner(Planner):
 
 
 def _algorithm(name: str) -> type[BaseAlgorithm]:
-    return {"ppo": PPO, "sac": SAC}[name]
+    algorithms: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
+    return algorithms[name]
 
 
 class DesignVecEnv(DummyVecEnv):
@@ -304,7 +305,7 @@ class DesignVecEnv(DummyVecEnv):
     predicts a batch as fast as a point). Otherwise SB3's DummyVecEnv, auto-reset included."""
 
     def __init__(self, designs: Sequence[DesignEnv]) -> None:
-        super().__init__([lambda design=design: design for design in designs])
+        super().__init__([partial(lambda design: design, design) for design in designs])
         self.designs = list(designs)
 
     def step_wait(self) -> VecEnvStepReturn:

@@ -116,10 +116,10 @@ class Encoding:
         for c in self.space.constraints:
             indices, coefficients, rhs = [], [], c.bound
             for name, coefficient in c.coefficients.items():
-                p = self.space[name]
+                low, high = self.space.bounds(name)
                 indices.append(self.space.names.index(name))
-                coefficients.append(-coefficient * (p.high - p.low))
-                rhs -= coefficient * p.low
+                coefficients.append(-coefficient * (high - low))
+                rhs -= coefficient * low
             constraints.append(
                 (
                     torch.tensor(indices, dtype=torch.long),

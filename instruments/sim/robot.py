@@ -104,7 +104,7 @@ def _param_field(p: Continuous) -> Any:
 FabricateParams: type[BaseModel] = create_model(
     "FabricateParams",
     __config__=ConfigDict(extra="forbid"),
-    **{p.name: _param_field(p) for p in TWIN.space.parameters},
+    **{p.name: _param_field(p) for p in TWIN.space.parameters if isinstance(p, Continuous)},
 )
 FabricateParams.__doc__ = "The li_ion_electrode recipe; parameters left out take the default."
 
@@ -253,8 +253,8 @@ class SimRobot(LabInstrument):
         for name, (absolute, relative) in BATCH_JITTER.items():
             sigma = self.batch_noise * (absolute + relative * abs(float(real[name])))
             real[name] = float(real[name]) + float(rng.normal(0.0, 1.0)) * sigma
-        for p in TWIN.space.parameters:
-            real[p.name] = float(np.clip(real[p.name], p.low, p.high))
+        for name in TWIN.space.names:
+            real[name] = TWIN.space.clip(name, float(real[name]))
         real["particle_radius_um"] = max(
             real["particle_radius_um"], MIN_PARTICLE_VOXELS * real["voxel_size_um"]
         )
@@ -263,8 +263,7 @@ class SimRobot(LabInstrument):
         # the coater lays the dried thickness the set recipe asks for; the calender then
         # squeezes it by the true compression, so an offset there shows in the thickness
         thickness = dried_thickness_um(recipe) * (1.0 - real["compression"])
-        p = TWIN.space["thickness_um"]
-        real["thickness_um"] = float(np.clip(thickness, p.low, p.high))
+        real["thickness_um"] = TWIN.space.clip("thickness_um", thickness)
         return TWIN.space.validate(real)
 
     def _fabricate(self, params: BaseModel, ctx: ActionContext) -> FabricateResult:

@@ -126,7 +126,8 @@ class Chain:
                 f"{sorted(micro.phases.values())}; name them, e.g. --phases 0=pore,1=active,2=cbd"
             )
         if thickness_um is None:
-            thickness_um = micro.provenance.recipe.get("thickness_um")
+            recorded = micro.provenance.recipe.get("thickness_um")
+            thickness_um = float(recorded) if recorded is not None else None
         if thickness_um is None:
             thickness_um = micro.shape[2] * micro.voxel_size_um
         if not (
@@ -325,7 +326,10 @@ def _sofc_anode(axes: Sequence[str] = ("z",)) -> Chain:
         ("conduction_ni", conduction_stage("ni", {"ni": SIGMA_NI_S_M}, axes)),
         ("conduction_ysz", conduction_stage("ysz", {"ysz": SIGMA_YSZ_S_M}, axes)),
     )
-    objectives = {"tpb_active_per_um2": "max", "deff_pore_z": "max"}
+    objectives: dict[str, Literal["max", "min"]] = {
+        "tpb_active_per_um2": "max",
+        "deff_pore_z": "max",
+    }
     return Chain("sofc_anode", stages, objectives, ("pore", "ni", "ysz"))
 
 

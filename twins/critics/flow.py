@@ -367,7 +367,7 @@ def _faces(
     lower, upper = cells[tuple(below)], cells[tuple(above)]
     is_open = lower & upper
     if c != 0:  # the sides are impermeable
-        ends = [slice(None)] * 3
+        ends: list[slice | list[int]] = [slice(None)] * 3
         ends[c] = [0, -1]
         is_open[tuple(ends)] = False
     term = np.pad(2.0 - lower.astype(float) - upper, 1, constant_values=side_term)

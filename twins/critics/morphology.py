@@ -104,13 +104,14 @@ def interface_areas_um2(labels: np.ndarray, voxel_size_um: float) -> dict[tuple[
     for axis, (lower, pair) in enumerate(faces):
         n = lower.size
         for code in np.unique(pair):
-            a, b = divmod(int(code), 256)
+            low_id, high_id = divmod(int(code), 256)
             lo = np.flatnonzero(pair == code) + offset
-            ga, gb = gradient[a], gradient[b]
+            ga, gb = gradient[low_id], gradient[high_id]
             normal = ga[:, lo] + ga[:, lo + n] - gb[:, lo] - gb[:, lo + n]  # both voxels
             norm = np.sqrt((normal**2).sum(axis=0))
             weight = np.divide(np.abs(normal[axis]), norm, out=np.ones_like(norm), where=norm > 0)
-            areas[(a, b)] = areas.get((a, b), 0.0) + float(weight.sum()) * voxel_size_um**2
+            key = (low_id, high_id)
+            areas[key] = areas.get(key, 0.0) + float(weight.sum()) * voxel_size_um**2
         offset += 2 * n
     return dict(sorted(areas.items()))
 
@@ -369,7 +370,8 @@ def morphology(micro: Microstructure) -> dict[str, float]:
         result |= {f"percolating_{name}_{axis}": shares[axis] for axis in AXES}
 
     if len(names) == 3:
-        phases = tuple(names)
+        first, second, third = names
+        phases = (first, second, third)
         result["tpb_per_um2"] = triple_phase_boundary_density(labels, voxel, phases)
         result["tpb_active_per_um2"] = triple_phase_boundary_density(
             labels, voxel, phases, percolating_along=AXES.index("z")

@@ -109,7 +109,7 @@ def _confine(centres: np.ndarray, radii: np.ndarray, box: np.ndarray) -> None:
 
 
 def ellipsoid_field(
-    shape: tuple[int, int, int],
+    shape: tuple[int, ...],
     centres: np.ndarray,
     semi_axes: np.ndarray,
     reach: float = 1.3,
@@ -147,7 +147,7 @@ def ellipsoid_field(
 
 
 def _fold(
-    field: np.ndarray, owner: np.ndarray, shape: tuple[int, int, int], pad: int
+    field: np.ndarray, owner: np.ndarray, shape: tuple[int, ...], pad: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Wrap the in-plane margins of a padded field onto the box (periodic x, y) and cut the
     z margins (walls), keeping the nearer particle where two overlap."""
@@ -158,9 +158,9 @@ def _fold(
             (slice(0, pad), slice(n, n + pad)),
             (slice(n + pad, n + 2 * pad), slice(pad, 2 * pad)),
         ):
-            s, d = list(core), list(core)
-            s[axis], d[axis] = src, dst
-            s, d = tuple(s), tuple(d)
+            source, target = list(core), list(core)
+            source[axis], target[axis] = src, dst
+            s, d = tuple(source), tuple(target)
             closer = field[s] < field[d]
             field[d][closer] = field[s][closer]
             owner[d][closer] = owner[s][closer]

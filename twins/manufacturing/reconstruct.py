@@ -330,7 +330,7 @@ class ReconstructionTwin(Twin):
                 f"reference phase {phase} fills {porosity:.0%} of the image; expected a phase "
                 f"that is present but not everywhere; choose phase= one of {reference.phases}"
             )
-        self.space = _space(reference.voxel_size_um)
+        self.space = _space(reference.voxel_size_um)  # type: ignore[misc]  # per reference
         self._porosity = porosity
         self._edge = min(reference.shape) // 2
         self._reference_s2 = two_point_correlation(
