@@ -187,12 +187,7 @@ class LabPipeline:
 
     def call(self, client: Any, sample: int, action: str, params: dict[str, Any]) -> dict[str, Any]:
         """``action`` on the station's instrument, exactly once across crashes and resumes."""
-        from poreloop.instruments.errors import (
-            DeadlineError,
-            InstrumentError,
-            ServerUnreachable,
-            UnknownOutcome,
-        )
+        from poreloop.instruments.errors import InstrumentError, UnknownOutcome
 
         instrument = client.instrument
         key = f"{self.campaign_id}-s{sample}-{instrument}-{action}"
@@ -212,16 +207,16 @@ class LabPipeline:
             except UnknownOutcome as error:
                 reason = f"{instrument}.{action} outcome unknown (the instrument died mid-action): {error}"
                 self._end(key, "unknown", reason, False)
-            except (ServerUnreachable, DeadlineError) as error:
+            except InstrumentError as error:
+                if not error.retryable:
+                    at_fault = error.code in SAMPLE_FAULTS
+                    self._end(key, "failed", f"{instrument}.{action}: {error}", at_fault)
                 if time.monotonic() < give_up and not self._stop.is_set():
                     self.store.log("instrument", f"{instrument} did not answer; re-asking: {error}")
                     time.sleep(RETRY_PAUSE_S)
                     continue
                 reason = f"{instrument}.{action}: no answer within {self.timeout_s:.0f} s ({error})"
                 self._end(key, "unknown", reason, False)
-            except InstrumentError as error:
-                at_fault = error.code in SAMPLE_FAULTS
-                self._end(key, "failed", f"{instrument}.{action}: {error}", at_fault)
             self.store.end_dispatch(key, "done", outcome)
             return outcome
 
