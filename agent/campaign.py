@@ -306,13 +306,14 @@ class Campaign:
         self, values: dict[str, float], reason: str | None, fidelity: str
     ) -> dict[str, Any]:
         """A planner outcome from measured values: objectives and constrained outcomes, or
-        failed with the reason (also when a value is missing or not finite)."""
+        failed with the reason (also when a value is missing or not finite); the fidelity
+        where the planner tells twin from lab (a digital-only campaign has one)."""
         needed = [*self.config.objectives, *(c.split()[0] for c in self.config.constraints)]
         bad = [name for name in needed if not math.isfinite(values.get(name, math.nan))]
+        where = {"fidelity": fidelity} if self.planner.fidelities else {}
         if reason or bad:
-            why = reason or f"no finite value for {bad}"
-            return {"failed": True, "reason": why, "fidelity": fidelity}
-        return {**{name: float(values[name]) for name in needed}, "fidelity": fidelity}
+            return {"failed": True, "reason": reason or f"no finite value for {bad}", **where}
+        return {**{name: float(values[name]) for name in needed}, **where}
 
     # --- the lab ------------------------------------------------------------------------------
 

@@ -55,10 +55,24 @@ def status(out: str | Path) -> dict[str, Any]:
             "failed": stages.count("failed"),
             "unknown": stages.count("unknown"),
         },
-        "best": best(samples, objectives_of(store)),
+        "best": best(samples or _as_samples(store.screens()), objectives_of(store)),
         "calibration": calibrations[-1]["offsets"] if calibrations else {},
         "events": [event["message"] for event in store.events()[-5:]],
     }
+
+
+def _as_samples(screens: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Screened recipes in the shape of measured samples: a digital-only campaign's best."""
+    return [
+        {
+            "stage": "measured",
+            "recipe": row["recipe"],
+            "lab_id": None,
+            "results": {"outcome": row["properties"]},
+        }
+        for row in screens
+        if row["purpose"] == "screen" and not row["failed"]
+    ]
 
 
 def ranked(samples: list[dict[str, Any]], objectives: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -73,7 +87,7 @@ def best(samples: list[dict[str, Any]], objectives: Mapping[str, str]) -> dict[s
     measured = [s for s in samples if s["stage"] == "measured"]
     if not measured:
         return {}
-    values = [s["results"]["outcome"] for s in measured]
+    values = [{name: s["results"]["outcome"][name] for name in objectives} for s in measured]
     signed = [
         [v[name] * (1 if goal == "max" else -1) for name, goal in objectives.items()]
         for v in values

@@ -147,7 +147,9 @@ def _print_status(summary: dict[str, Any]) -> None:
         f"{lab['measured']} measured, {lab['failed']} failed, {lab['unknown']} unknown",
         file=sys.stdout,
     )
-    if summary["best"]:
+    if "pareto" in summary["best"]:
+        print(f"Pareto set of {len(summary['best']['pareto'])} (status --json lists them)")
+    elif summary["best"]:
         best = {k: v for k, v in summary["best"].items() if k not in ("recipe", "sample")}
         print(f"best: {json.dumps(best)} (sample {summary['best'].get('sample')})")
         if "recipe" in summary["best"]:

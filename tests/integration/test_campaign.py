@@ -261,3 +261,28 @@ def test_an_instrument_killed_mid_campaign_and_restarted(tmp_path: Path, ray_add
                 state
             ]
         )
+
+
+def test_a_digital_only_campaign_runs_without_instruments(tmp_path: Path, ray_address: str) -> None:
+    config = yaml.safe_load((CONFIGS / "gdl.yaml").read_text())
+    config["screening"].update(size=24, batch=4)
+    config["iterations"] = 2
+    (tmp_path / "gdl.yaml").write_text(yaml.safe_dump(config))
+    out, log = tmp_path / "run", tmp_path / "log.txt"
+    finish(
+        poreloop(
+            "run",
+            tmp_path / "gdl.yaml",
+            "--out",
+            out,
+            "--json-log",
+            ray_address=ray_address,
+            log=log,
+        ),
+        log,
+    )
+    summary = status(out)
+    assert summary["state"] == "finished" and summary["screened"] == 8
+    assert summary["lab"]["dispatched"] == 0 and not (out / "lab").exists()
+    front = summary["best"]["pareto"]  # two objectives: the twin's Pareto set
+    assert front and all(point["k_z_m2"] > 0 and point["deff_pore_z"] > 0 for point in front)
