@@ -380,13 +380,14 @@ class Campaign:
             self._calibrate()
 
     def _tell_lab(self, sample: dict[str, Any]) -> bool:
-        """Tell a finished sample's lab outcome with the twin's prediction for it; False for
-        an unknown outcome or a lab failure, which are never guessed into the planner: the
-        recipe stays pending, so it is never re-made by accident."""
+        """Tell a finished sample's lab outcome, with the twin's prediction for it where the
+        planner learns twin and lab together; False for an unknown outcome or a lab failure,
+        which are never guessed into the planner: the recipe stays pending, so it is never
+        re-made by accident."""
         if sample["stage"] == "measured":
             outcome = self._outcome(sample["results"]["outcome"], None, "lab")
         elif sample["stage"] == "failed" and sample["results"].get("recipe_at_fault"):
-            outcome = {"failed": True, "reason": sample["reason"], "fidelity": "lab"}
+            outcome = self._outcome({}, sample["reason"], "lab")
         else:  # unknown, or failed by the lab: it says nothing of the recipe, never guessed
             return False
         recipe = {name: sample["recipe"][name] for name in self.space.names}
@@ -395,7 +396,11 @@ class Campaign:
             for row in self.store.screens()
             if row["purpose"] == "lab" and row["sample"] == sample["id"]
         ]
-        twin = [self._outcome(row["properties"], row["reason"], "twin") for row in predictions[-1:]]
+        twin = [
+            self._outcome(row["properties"], row["reason"], "twin")
+            for row in predictions[-1:]
+            if self.planner.fidelities  # a lab-only planner hears the lab alone
+        ]
         self.planner.tell([recipe] * (1 + len(twin)), [*twin, outcome])
         self.samples_told.append(sample["id"])
         return True
