@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from poreloop.twins.manufacturing.electrode import dried_thickness_um
 from poreloop.twins.space import ParameterSpace, Recipe
 
 
@@ -92,15 +93,9 @@ class Calibration:
                 low, high = (mid, high) if space.is_feasible(trial) else (low, mid)
             shifted = _towards(recipe, shifted, low)
         if "thickness_um" in recipe and "compression" in recipe:
-            made = calendered_thickness(recipe, shifted["compression"])
+            made = dried_thickness_um(recipe) * (1.0 - float(shifted["compression"]))
             shifted["thickness_um"] = space.clip("thickness_um", made)
         return shifted
-
-
-def calendered_thickness(recipe: Mapping[str, Any], compression: float) -> float:
-    """The thickness (um) of the set recipe's dried coating calendered by ``compression``."""
-    dried = float(recipe["thickness_um"]) / (1.0 - float(recipe["compression"]))
-    return dried * (1.0 - compression)
 
 
 def _towards(start: Recipe, end: Recipe, t: float) -> Recipe:

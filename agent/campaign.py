@@ -252,10 +252,8 @@ class Campaign:
         self.store.log("dispatch", f"iteration {iteration}: {k} recipes sent to the lab")
 
     def _ask(self, n: int, fidelity: str) -> list[dict[str, Any]]:
-        fidelities = getattr(self.planner, "fidelities", None)
-        if fidelities and fidelity in fidelities:
-            return self.planner.ask(n, fidelity=fidelity)
-        return self.planner.ask(n)
+        """``n`` recipes for ``fidelity``; a planner without fidelities has only one."""
+        return self.planner.ask(n, fidelity=fidelity if self.planner.fidelities else None)
 
     def _screen(
         self,

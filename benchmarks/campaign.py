@@ -189,8 +189,6 @@ def progress(values: list[float], optimum: float) -> dict[str, Any]:
 
 def throughput(workers: int, recipes: int, size: int) -> float:
     """Recipes screened per second with ``workers`` twin/chain actor pairs (warm actors)."""
-    import ray
-
     from poreloop.agent.cluster import ScreeningPool
     from poreloop.agent.config import load_config
     from poreloop.envs.design import design_space
@@ -208,7 +206,6 @@ def throughput(workers: int, recipes: int, size: int) -> float:
         start = time.perf_counter()
         list(pool.screen([(i, recipe, i, {}) for i, recipe in enumerate(batch)]))
         seconds = time.perf_counter() - start
-    del ray
     return recipes / seconds
 
 
