@@ -130,6 +130,13 @@ class Encoding:
         return constraints
 
 
+FIT_STEPS = 300
+"""L-BFGS steps for the GP hyperparameters. The marginal likelihood is flat near its optimum:
+on a 270-point campaign model, 300 steps came within 0.5 % per point of the converged value in
+3 s, where running to convergence took 10 s for the objective and 73 s (7,600 steps) for the
+success GP, whose 0/1 labels it crawls along."""
+
+
 @dataclass
 class Surrogate:
     """GPs of a planner's outcomes, in ``outcome_names`` order, then (once a sample failed) one
@@ -169,7 +176,10 @@ class Surrogate:
         for model in models:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=UserWarning)
-                fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+                fit_gpytorch_mll(
+                    ExactMarginalLogLikelihood(model.likelihood, model),
+                    optimizer_kwargs={"options": {"maxiter": FIT_STEPS}},
+                )
         return cls(ModelListGP(*models), encoding, list(planner.outcome_names), models_failures)
 
     def predict(self, recipes: Sequence[Recipe]) -> dict[str, np.ndarray]:
