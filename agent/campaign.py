@@ -161,7 +161,10 @@ class Campaign:
         try:
             with contextlib.ExitStack() as stack:
                 stack.callback(lock.close)
-                stack.enter_context(connect(config.ray.address, config.ray.num_cpus))
+                cluster = stack.enter_context(connect(config.ray.address, config.ray.num_cpus))
+                self.store.set_meta(
+                    ray={"mode": cluster.mode, "address": cluster.address, "cpus": cluster.cpus}
+                )
                 workers = config.ray.workers or _cpus()
                 self.pool = stack.enter_context(
                     ScreeningPool(config.twin.name, config.screening.chain, self.shape, workers)

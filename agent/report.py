@@ -57,6 +57,7 @@ def status(out: str | Path) -> dict[str, Any]:
         },
         "best": best(samples or _as_samples(store.screens()), objectives_of(store)),
         "calibration": calibrations[-1]["offsets"] if calibrations else {},
+        "ray": store.meta("ray", {}),
         "events": [event["message"] for event in store.events()[-5:]],
     }
 

@@ -1,18 +1,15 @@
 """Screening on Ray: the same results as the plain functions, failures as results, dead actors
-replaced (and a job that keeps killing them given up on), and a real cluster joined by address."""
+replaced (and a job that keeps killing them given up on). A campaign joining a cluster by
+address: ``tests/integration/test_campaign.py``."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -179,18 +176,6 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-SCREEN_ON_CLUSTER = """
-import json, sys
-from poreloop.agent.cluster import ScreeningPool, connect
-jobs = json.loads(sys.argv[2])
-with connect(address=sys.argv[1]) as cluster, ScreeningPool(
-    "li_ion_electrode", "generic", (24, 24, 24), n_workers=1
-) as pool:
-    results = [[r.key, r.failed, r.properties] for r in pool.screen([tuple(j) for j in jobs])]
-print(json.dumps({"mode": cluster.mode, "cpus": cluster.cpus, "results": results}))
-"""
-
-
 @pytest.mark.subprocess
 def test_connect_fails_at_once_where_no_cluster_answers(tmp_path: Path) -> None:
     """In a subprocess (this one's Ray is already up): one line, not minutes of retries."""
@@ -202,65 +187,3 @@ def test_connect_fails_at_once_where_no_cluster_answers(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert f"AgentError: no Ray cluster answers at 127.0.0.1:{port}" in done.stderr
-
-
-@pytest.mark.slow
-@pytest.mark.subprocess
-def test_a_screening_joins_a_ray_cluster_by_address(tmp_path: Path) -> None:
-    """A Ray head started apart (``ray start --head``), joined by address from a subprocess
-    (this process's Ray is the session's): the results are the plain functions' and the
-    cluster is the head's one CPU, not this machine's."""
-    port, ray_cli = _free_port(), str(Path(sys.executable).with_name("ray"))
-    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # unix sockets: a short path
-    # Ray's token authentication is for a cluster across machines; a loopback test opts out
-    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled"}
-    log = (tmp_path / "head.log").open("w")
-    head = subprocess.Popen(  # --block: the head's processes live and die with this one
-        [
-            ray_cli,
-            "start",
-            "--head",
-            "--block",
-            f"--port={port}",
-            "--num-cpus=1",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-            f"--temp-dir={temp}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    batch = jobs(2)
-    try:
-        deadline = time.monotonic() + 120
-        while head.poll() is None and time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        assert head.poll() is None, (tmp_path / "head.log").read_text()
-        done = subprocess.run(
-            [sys.executable, "-c", SCREEN_ON_CLUSTER, f"127.0.0.1:{port}", json.dumps(batch)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-        )
-        assert done.returncode == 0, done.stderr[-3000:] + (tmp_path / "head.log").read_text()
-    finally:
-        head.terminate()  # by PID: `ray stop` would stop every Ray on the machine
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            head.kill()
-            head.wait()
-        log.close()
-        shutil.rmtree(temp, ignore_errors=True)
-    screened = json.loads(done.stdout.strip().splitlines()[-1])
-    assert (screened["mode"], screened["cpus"]) == ("joined", 1.0)
-    for job, (key, failed, properties) in zip(batch, sorted(screened["results"]), strict=True):
-        assert (key, failed) == (job[0], False)
-        assert properties == pytest.approx(plain("li_ion_electrode", "generic", job)[1], rel=1e-9)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -24,9 +25,9 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CLI = "from poreloop.agent.cli import main; raise SystemExit(main())"
 
 
-def poreloop(*args: str | Path, ray_address: str, log: Path) -> subprocess.Popen[bytes]:
+def poreloop(*args: str | Path, ray_address: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
     """``poreloop ARGS`` in a subprocess; its output goes to ``log`` (read it on failure)."""
-    env = {**os.environ, "RAY_ADDRESS": ray_address}
+    env = {**os.environ, "RAY_ADDRESS": ray_address, **env}
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-c", CLI, *map(str, args)], stdout=out, stderr=out, env=env
@@ -55,7 +56,8 @@ def status(out: Path) -> dict:
 
 
 def rows(database: Path, query: str) -> list[tuple]:
-    with sqlite3.connect(database) as db:
+    """``query`` on a journal, read-only (a journal not yet made raises OperationalError)."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
         return db.execute(query).fetchall()
 
 
@@ -102,19 +104,12 @@ def test_kill_9_mid_dispatch_then_resume_makes_no_sample_twice(
         "run", CONFIGS / "quick.yaml", "--out", out, "--json-log", ray_address=ray_address, log=log
     )
     database = out / "campaign.sqlite"
-    give_up = time.monotonic() + 300
-    while time.monotonic() < give_up:  # until a fabricate is journalled as sent
-        if database.exists():
-            try:
-                sent = rows(database, "SELECT count(*) FROM dispatches WHERE action = 'fabricate'")
-            except sqlite3.OperationalError:
-                sent = [(0,)]
-            if sent[0][0] >= 1:
-                break
-        time.sleep(0.05)
-    else:
-        process.kill()
-        raise AssertionError(f"no dispatch within 300 s:\n{log.read_text()[-3000:]}")
+    wait_for(  # a fabricate journalled as sent
+        lambda: rows(database, "SELECT count(*) FROM dispatches WHERE action = 'fabricate'")[0][0],
+        "no dispatch",
+        process,
+        log,
+    )
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert status(out)["state"] == "interrupted"
@@ -170,6 +165,82 @@ def test_a_bad_config_is_one_line_per_problem_and_nothing_starts(tmp_path: Path)
     assert not (tmp_path / "run").exists()
 
 
+class ServedLab:
+    """The campaign's four instruments as server subprocesses on free loopback ports, started
+    apart from the campaign as a lab runs them (``lab.endpoints`` in its config); with
+    ``approval`` the robot holds every motion for a person."""
+
+    def __init__(self, folder: Path, approval: bool = False) -> None:
+        from poreloop.instruments.lab_config import LabConfig
+
+        self.config = LabConfig.model_validate(
+            {
+                "lab_dir": folder / "lab",
+                "time_scale": 0.001,
+                "instruments": [
+                    {
+                        "kind": kind,
+                        "bind": f"tcp://127.0.0.1:{_free_port()}",
+                        "approval": approval and kind == "robot",
+                    }
+                    for kind in ("robot", "inspector", "tomograph", "cycler")
+                ],
+            }
+        )
+        self.instruments = {i.kind: i for i in self.config.instruments}
+        self.servers: dict[str, subprocess.Popen[str]] = {}
+
+    def serve(self, kind: str) -> None:
+        from poreloop.instruments.lab_config import server_command
+        from poreloop.instruments.server import parse_ready_line
+
+        process = subprocess.Popen(
+            server_command(self.config, self.instruments[kind]),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert parse_ready_line(process.stdout.readline()) is not None
+        self.servers[kind] = process
+
+    def kill(self, kind: str) -> None:
+        process = self.servers.pop(kind)
+        process.kill()
+        process.wait()
+        process.stdout.close()
+
+    def journal(self, kind: str) -> Path:
+        return self.config.journal(self.instruments[kind])
+
+    def campaign(self, path: Path, samples: int = 4, **changes: Any) -> Path:
+        """``quick.yaml`` on this lab (``changes`` replace its top-level sections' keys)."""
+        config = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
+        config["lab"] = {
+            "endpoints": {kind: i.bind for kind, i in self.instruments.items()},
+            "samples": samples,
+            "per_iteration": 2,
+            "timeout_s": 120,
+        }
+        for section, values in changes.items():
+            config[section].update(values)
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def __enter__(self) -> ServedLab:
+        (self.config.lab_dir / "journals").mkdir(parents=True)
+        try:
+            for kind in self.instruments:
+                self.serve(kind)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for kind in list(self.servers):
+            self.kill(kind)
+
+
 def _free_port() -> int:
     import socket
 
@@ -178,81 +249,55 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for(
+    condition: Any, what: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 300
+) -> None:
+    """Poll ``condition()`` while the campaign runs (a journal not yet written counts as not
+    yet); past ``timeout`` the campaign is killed and the test fails with its log."""
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up and process.poll() is None:
+        try:
+            if condition():
+                return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    raise AssertionError(f"{what} while the campaign ran:\n{log.read_text()[-3000:]}")
+
+
 def test_an_instrument_killed_mid_campaign_and_restarted(tmp_path: Path, ray_address: str) -> None:
     """The cycler dies (kill -9) while the campaign uses it and comes back on its journal: the
     campaign re-asks under its keys, no sample is lost, none is measured twice."""
-    from poreloop.instruments.lab_config import LabConfig, server_command
-    from poreloop.instruments.server import parse_ready_line
-
-    lab = LabConfig.model_validate(
-        {
-            "lab_dir": tmp_path / "lab",
-            "time_scale": 0.001,
-            "instruments": [
-                {"kind": kind, "bind": f"tcp://127.0.0.1:{_free_port()}"}
-                for kind in ("robot", "inspector", "tomograph", "cycler")
-            ],
-        }
-    )
-    (lab.lab_dir / "journals").mkdir(parents=True)
-    servers: dict[str, subprocess.Popen[str]] = {}
-
-    def serve(instrument) -> None:
-        process = subprocess.Popen(
-            server_command(lab, instrument),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert parse_ready_line(process.stdout.readline()) is not None
-        servers[instrument.kind] = process
-
-    config = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
-    config["lab"] = {
-        "endpoints": {i.kind: i.bind for i in lab.instruments},
-        "samples": 4,
-        "per_iteration": 2,
-        "timeout_s": 120,
-    }
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     out, log = tmp_path / "run", tmp_path / "log.txt"
-    try:
-        for instrument in lab.instruments:
-            serve(instrument)
+    database = out / "campaign.sqlite"
+    with ServedLab(tmp_path) as lab:
+        config = lab.campaign(tmp_path / "c.yaml")
         process = poreloop(
-            "run", tmp_path / "c.yaml", "--out", out, "--json-log", ray_address=ray_address, log=log
+            "run", config, "--out", out, "--json-log", ray_address=ray_address, log=log
         )
-        database = out / "campaign.sqlite"
-        give_up = time.monotonic() + 300
-        while time.monotonic() < give_up:
-            try:
-                if rows(database, "SELECT count(*) FROM dispatches WHERE instrument = 'cycler'")[0][
-                    0
-                ]:
-                    break
-            except sqlite3.OperationalError:
-                pass
-            time.sleep(0.05)
-        cycler = next(i for i in lab.instruments if i.kind == "cycler")
-        servers["cycler"].kill()
-        servers["cycler"].wait()
+        wait_for(
+            lambda: rows(database, "SELECT count(*) FROM dispatches WHERE instrument = 'cycler'")[
+                0
+            ][0],
+            "no rate test",
+            process,
+            log,
+        )
+        lab.kill("cycler")
         time.sleep(3.0)  # down long enough for the campaign to notice
-        serve(cycler)
+        lab.serve("cycler")
         finish(process, log)
-    finally:
-        for server in servers.values():
-            server.kill()
-            server.wait()
-            server.stdout.close()
     stages = [stage for (stage,) in rows(database, "SELECT stage FROM samples")]
     assert len(stages) == 4 and all(s in ("measured", "failed", "unknown") for s in stages)
     assert stages.count("measured") >= 2  # the other samples went on
     tests = rows(
-        lab.journal(cycler), "SELECT idempotency_key FROM actions WHERE action = 'rate_test'"
+        lab.journal("cycler"), "SELECT idempotency_key FROM actions WHERE action = 'rate_test'"
     )
     assert len(tests) == len({key for (key,) in tests})
     # what the restarted cycler's journal says happened to each test, the campaign recorded
-    journal = dict(rows(lab.journal(cycler), "SELECT idempotency_key, state FROM actions"))
+    journal = dict(rows(lab.journal("cycler"), "SELECT idempotency_key, state FROM actions"))
     recorded = dict(rows(database, "SELECT key, state FROM dispatches WHERE instrument = 'cycler'"))
     for key, state in recorded.items():
         assert (
@@ -286,3 +331,93 @@ def test_a_digital_only_campaign_runs_without_instruments(tmp_path: Path, ray_ad
     assert summary["lab"]["dispatched"] == 0 and not (out / "lab").exists()
     front = summary["best"]["pareto"]  # two objectives: the twin's Pareto set
     assert front and all(point["k_z_m2"] > 0 and point["deff_pore_z"] > 0 for point in front)
+
+
+def test_a_held_motion_shows_as_waiting_while_screening_goes_on(
+    tmp_path: Path, ray_address: str
+) -> None:
+    """With the robot's approval gate on, a fabricate waits for a person: the progress shows it
+    with its key, the campaign screens meanwhile, and the person's approval lets it run."""
+    out, log = tmp_path / "run", tmp_path / "log.txt"
+    with ServedLab(tmp_path, approval=True) as lab:
+        config = lab.campaign(tmp_path / "c.yaml", samples=2)
+        process = poreloop(
+            "run", config, "--out", out, "--json-log", ray_address=ray_address, log=log
+        )
+
+        def waiting() -> list[dict[str, Any]]:
+            events = [json.loads(line) for line in log.read_text().splitlines() if "{" in line[:1]]
+            return [e for e in events if e.get("event") == "progress" and e["waiting"]]
+
+        wait_for(
+            lambda: len({event["screened"] for event in waiting()}) >= 2,
+            "no screening while a motion was held",
+            process,
+            log,
+        )
+        from poreloop.instruments import InstrumentClient
+
+        approved: set[str] = set()
+        with InstrumentClient(lab.instruments["robot"].bind, holder="person:tester") as person:
+
+            def approve_held() -> bool:
+                for held in person.call("pending")["pending"]:
+                    person.call("approve", {"idempotency_key": held["idempotency_key"]})
+                    approved.add(held["idempotency_key"])
+                return len(approved) == 2
+
+            wait_for(approve_held, "fewer than 2 motions held", process, log)
+        finish(process, log)
+    shown = {key for event in waiting() for key in event["waiting"]}
+    assert shown <= {f"{key} (fabricate)" for key in approved} and shown
+    summary = status(out)
+    assert summary["state"] == "finished" and summary["lab"]["fabricated"] == 2
+
+
+def test_a_lab_only_campaign_tells_its_planner_the_lab_alone(
+    tmp_path: Path, ray_address: str
+) -> None:
+    """``screening.batch: 0``: no screening; the planner hears only lab results, without
+    fidelities, failures included."""
+    from poreloop.agent.planners import make_planner
+    from poreloop.agent.store import Store
+
+    out, log = tmp_path / "run", tmp_path / "log.txt"
+    with ServedLab(tmp_path) as lab:
+        config = lab.campaign(tmp_path / "c.yaml", screening={"batch": 0})
+        finish(
+            poreloop("run", config, "--out", out, "--json-log", ray_address=ray_address, log=log),
+            log,
+        )
+    summary = status(out)
+    assert summary["state"] == "finished" and summary["screened"] == 0
+    assert summary["lab"]["dispatched"] == 4
+    planner = make_planner(state=Store(out).planner_state()[0])
+    assert not planner.fidelities
+    assert len(planner.observations) == summary["lab"]["measured"] + summary["lab"]["failed"]
+    assert all(o.fidelity is None for o in planner.observations)
+
+
+def test_a_campaign_joins_the_ray_cluster_its_config_names(tmp_path: Path, ray_head: str) -> None:
+    """``ray.address`` in the config, ``RAY_ADDRESS`` unset: the campaign screens on the head's
+    one CPU (not a local Ray of this machine's two) and leaves the cluster running."""
+    config = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
+    config["lab"]["simulated"] = str(CONFIGS / "sim-lab.yaml")
+    config["ray"] = {"address": ray_head}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    out, log = tmp_path / "run", tmp_path / "log.txt"
+    campaign = poreloop(
+        "run",
+        tmp_path / "c.yaml",
+        "--out",
+        out,
+        "--json-log",
+        ray_address="",
+        log=log,
+        RAY_AUTH_MODE="disabled",
+    )
+    finish(campaign, log)
+    summary = status(out)
+    assert summary["state"] == "finished" and summary["lab"]["measured"] >= 1
+    assert (summary["ray"]["mode"], summary["ray"]["cpus"]) == ("joined", 1.0)
+    assert summary["ray"]["address"].endswith(ray_head.rpartition(":")[2])
