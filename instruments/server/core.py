@@ -34,7 +34,7 @@ from poreloop.instruments.server.jobs import Jobs
 if TYPE_CHECKING:
     from zmq.auth.thread import ThreadAuthenticator
 
-    from poreloop.instruments.auth import Keys
+    from poreloop.instruments.auth import AllowList, Keys
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ class Server:
     """Serve one instrument on ``bind``, journaling to ``journal_path``.
 
     Without ``keys`` the bind must be loopback; with them (CurveZMQ, see ``instruments.auth``)
-    any address is allowed and only clients whose public key is in the allow-list are served.
+    any address is allowed and only clients whose public key is in the allow-list now are served
+    (a key deleted from it is refused from the next message on, see ``auth.AllowList``).
     ``heartbeat_s`` is the period of Progress messages for running actions; a client's retry
     interval must be longer. ``approval`` holds every motion for a person's approval
     (``server.control``). Use ``serve_forever`` in the current thread, or ``start``/``stop``.
@@ -90,9 +91,10 @@ class Server:
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self.keys = keys
         self._authenticator: ThreadAuthenticator | None = None
+        self._allow_list: AllowList | None = None
         try:
             if keys is not None:
-                self._authenticator = keys.secure_server(self._socket)
+                self._authenticator, self._allow_list = keys.secure_server(self._socket)
             self._socket.bind(bind)
         except (InstrumentError, zmq.ZMQError) as error:
             self._close_transport()
@@ -186,10 +188,14 @@ class Server:
         """Answer what is waiting, at most a batch, so a flood cannot starve the heartbeats."""
         for _ in range(RECEIVE_BATCH):
             try:
-                frames = self._socket.recv_multipart(zmq.NOBLOCK)
+                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._handle(frames[0], frames[1:])
+            if self._allow_list is not None and not self._allow_list.allows(
+                frames[0].get("User-Id").encode()
+            ):
+                continue  # revoked while connected: as silent as a refused handshake
+            self._handle(frames[0].bytes, [frame.bytes for frame in frames[1:]])
 
     def _handle(self, identity: bytes, frames: list[bytes]) -> None:
         """Answer one message; every failure becomes an Error reply, never an exception."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import stat
 from collections.abc import Iterator
@@ -72,6 +73,37 @@ def test_a_client_not_in_the_allow_list_gets_no_service(
     ):
         c.call("dry", SAFE, timeout=10.0)
     assert secure_server.journal.counts() == {}
+
+
+def test_a_revoked_key_is_refused_and_a_new_key_served_without_a_restart(
+    secure_server: Server, keys_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    allowed = keys_dir / ALLOWED_DIR
+    client_keys = Keys.for_client(keys_dir)
+    with InstrumentClient(
+        secure_server.endpoint, retry_s=0.2, liveness_s=0.6, keys=client_keys
+    ) as c:
+        assert c.call("status", timeout=10.0)["instrument"] == "oven"
+        (allowed / "client.key").unlink()
+        with caplog.at_level(logging.WARNING), pytest.raises(ServerUnreachable):
+            c.call("dry", SAFE, timeout=10.0)  # the connection made before the revocation
+    with (
+        caplog.at_level(logging.WARNING),
+        InstrumentClient(
+            secure_server.endpoint, retry_s=0.2, liveness_s=0.6, keys=client_keys
+        ) as c,
+        pytest.raises(ServerUnreachable),
+    ):
+        c.call("status", timeout=10.0)  # a new handshake
+    assert secure_server.journal.counts() == {}
+    public_key = (keys_dir / "client.key").read_text().split('public-key = "')[1].split('"')[0]
+    refused = [r.getMessage() for r in caplog.records if "refused client key" in r.getMessage()]
+    assert len(refused) == 1 and public_key in refused[0]  # once, not on every reconnect
+
+    shutil.copy(keys_dir / "stranger.key", allowed)
+    stranger = Keys.for_client(keys_dir, name="stranger")
+    with InstrumentClient(secure_server.endpoint, retry_s=0.5, liveness_s=5.0, keys=stranger) as c:
+        assert c.call("dry", SAFE, timeout=10.0)["run"] == 1
 
 
 def test_keys_are_required_off_loopback_and_checked(tmp_path: Path, keys_dir: Path) -> None:
