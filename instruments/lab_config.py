@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,9 @@ def load_lab_config(path: str | Path) -> LabConfig:
 
 
 def server_command(config: LabConfig, instrument: InstrumentConfig) -> list[str]:
-    """The ``python -m poreloop.instruments.server`` command line that serves ``instrument``."""
+    """The ``python -m poreloop.instruments.server`` command line that serves ``instrument``.
+
+    The server is told this process's PID and stops when it is no longer its parent."""
     options = ServerOptions(
         kind=instrument.kind,
         backend=instrument.backend,
@@ -118,5 +121,6 @@ def server_command(config: LabConfig, instrument: InstrumentConfig) -> list[str]
         journal=config.journal(instrument),
         keys=config.keys,
         approval=instrument.approval,
+        parent_pid=os.getpid(),
     )
     return [sys.executable, "-m", "poreloop.instruments.server", *options.argv()]

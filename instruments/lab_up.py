@@ -1,8 +1,9 @@
 """Run a whole simulated lab: one server subprocess per configured instrument, stopped together.
 
 ``run_lab`` starts every server, waits for each one's ready line, prints a table of kinds,
-endpoints and PIDs, then watches them until SIGINT or SIGTERM, when it stops every child by PID
-(SIGTERM, then SIGKILL after a grace period). A child that dies on its own is reported on stderr;
+endpoints and PIDs, then watches them until SIGINT, SIGTERM or SIGHUP (a closed terminal), when it
+stops every child by PID (SIGTERM, then SIGKILL after a grace period). Killed outright, it still
+leaves no server behind: each dies with it (``_served``). A child that dies on its own is reported on stderr;
 the others keep serving.
 """
 
@@ -48,14 +49,15 @@ class _Child:
 def run_lab(
     config: LabConfig, *, ready_timeout_s: float = READY_TIMEOUT_S, out: TextIO = sys.stdout
 ) -> int:
-    """Serve the lab until SIGINT/SIGTERM (exit 0); InstrumentError when a server cannot start.
+    """Serve the lab until SIGINT/SIGTERM/SIGHUP (exit 0); InstrumentError when a server cannot
+    start.
 
     Returns 1 when every server died on its own.
     """
     stop = threading.Event()
     previous = {
         signum: signal.signal(signum, lambda *_: stop.set())
-        for signum in (signal.SIGINT, signal.SIGTERM)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     }
     try:
         with _served(config, ready_timeout_s, stop, out, None) as children:
@@ -91,8 +93,9 @@ def _served(
 ) -> Iterator[list[_Child]]:
     """Start one server per instrument, wait for every ready line, stop them all at the end.
 
-    Each server dies with this process (Linux parent-death signal), so a killed supervisor
-    leaves no server bound behind it."""
+    Each server dies with this process (Linux parent-death signal, and the server's own check
+    that this process is still its parent: ``server_command``), so a killed supervisor leaves no
+    server bound behind it."""
     children: list[_Child] = []
     try:
         (config.lab_dir / "journals").mkdir(parents=True, exist_ok=True)

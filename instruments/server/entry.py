@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +22,26 @@ from poreloop.instruments.server.core import Server
 from poreloop.instruments.server.options import ServerOptions
 
 READY_EVENT = "serving"
+PARENT_POLL_S = 0.5
+"""How often a server told its parent's PID checks that the parent is still there."""
+
+log = logging.getLogger(__name__)
 
 
 def serve(options: ServerOptions) -> None:
-    """Serve the instrument ``options`` describe until SIGINT or SIGTERM.
+    """Serve the instrument ``options`` describe until SIGINT, SIGTERM or SIGHUP, or until
+    the process ``options.parent_pid`` is no longer its parent.
 
     Prints the ready line once bound; InstrumentError (one line) when it cannot start.
     """
     from poreloop.instruments.auth import Keys
     from poreloop.instruments.backends import make_instrument
 
+    if options.parent_pid is not None and os.getppid() != options.parent_pid:
+        raise InstrumentError(
+            f"expected to run under process {options.parent_pid} (--parent-pid), got parent "
+            f"{os.getppid()}: that process is gone or is not this server's parent; not serving"
+        )
     instrument = make_instrument(options.kind, options.backend, **options.backend_options())
     keys = Keys.for_server(options.keys) if options.keys is not None else None
     server = Server(
@@ -40,8 +53,15 @@ def serve(options: ServerOptions) -> None:
         keys=keys,
         approval=options.approval,
     )
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: server.stop())
+    if options.parent_pid is not None:
+        threading.Thread(
+            target=_stop_when_orphaned,
+            args=(server, options.parent_pid),
+            name="parent-watch",
+            daemon=True,
+        ).start()
     security = (
         f"CurveZMQ, {keys.allowed_count()} allowed client keys in {keys.allowed}"
         if keys is not None
@@ -53,6 +73,20 @@ def serve(options: ServerOptions) -> None:
         flush=True,
     )
     server.serve_forever()
+
+
+def _stop_when_orphaned(server: Server, parent_pid: int) -> None:
+    """Stop ``server`` once ``parent_pid`` is no longer this process's parent.
+
+    A supervisor killed outright (SIGKILL) cannot stop its servers; on Linux they get a
+    parent-death signal (``lab_up``), and this check covers the rest: other systems, and a
+    parent that died before that signal was set up."""
+    while True:
+        time.sleep(PARENT_POLL_S)  # first, so that serve_forever has begun before any stop
+        if os.getppid() != parent_pid:
+            break
+    log.warning("parent process %d is gone: stopping %s", parent_pid, server.name)
+    server.stop()
 
 
 def ready_line(kind: str, endpoint: str, journal: str | Path, security: str) -> str:

@@ -53,6 +53,11 @@ class ServerOptions(BaseModel):
         default=False,
         description="hold every motion until a person approves it (poreloop instrument approve)",
     )
+    parent_pid: int | None = Field(
+        default=None,
+        gt=0,
+        description="stop when this process is no longer the server's parent (lab up sets it)",
+    )
     time_scale: float | None = Field(
         default=None, gt=0, description="wall seconds per simulated second (sim backends)"
     )

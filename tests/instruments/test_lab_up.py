@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import queue
 import signal
@@ -21,6 +22,7 @@ from poreloop.instruments.client import InstrumentClient
 from poreloop.instruments.errors import InstrumentError
 from poreloop.instruments.lab_config import load_lab_config, server_command
 from poreloop.instruments.lab_up import run_lab
+from poreloop.instruments.server import ServerOptions
 
 RUN_CLI = "import sys; from poreloop.agent.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -197,3 +199,101 @@ def test_a_server_not_ready_in_time_stops_the_lab(tmp_path: Path) -> None:
         run_lab(config, ready_timeout_s=0.01, out=out)
     (stopped,) = out.getvalue().splitlines()
     assert _pid_gone(int(stopped.split("PID ")[1].split(")")[0]))
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    """True once ``pid`` has exited (a zombie not yet reaped by init counts as exited)."""
+    give_up = time.monotonic() + timeout_s
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            state = "gone" if _pid_gone(pid) else "?"
+        if state in ("gone", "Z", "X"):
+            return True
+        if time.monotonic() >= give_up:
+            return False
+        time.sleep(0.05)
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP], ids=["SIGKILL", "SIGHUP"])
+def test_a_lab_killed_or_hung_up_leaves_no_server_bound(tmp_path: Path, signum: int) -> None:
+    port = _free_port()
+    config = _write_config(tmp_path, f"tcp://127.0.0.1:{port}")
+    lab = subprocess.Popen(
+        [sys.executable, "-c", RUN_CLI, "lab", "up", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    child = None
+    try:
+        output = _lines(lab)
+        lines = _read_until(output, "Ctrl-C stops them", timeout_s=30.0)
+        (row,) = [line.split() for line in lines if line.startswith("oven")]
+        child = int(row[2])
+        os.kill(lab.pid, signum)
+        code = lab.wait(timeout=20.0)
+        if signum == signal.SIGHUP:  # a closed terminal stops the lab like Ctrl-C
+            assert code == 0
+            _read_until(output, f"stopped oven (PID {child})", timeout_s=5.0)
+        assert _wait_gone(child, timeout_s=5.0), f"server {child} outlived its lab"
+        with socket.socket() as again:
+            again.bind(("127.0.0.1", port))
+    finally:
+        for pid in (lab.pid, child):
+            if pid is not None and not _wait_gone(pid, 0.0):
+                os.kill(pid, signal.SIGKILL)
+        lab.wait(timeout=10.0)
+
+
+@pytest.mark.subprocess
+def test_a_server_stops_when_its_parent_is_gone(tmp_path: Path) -> None:
+    """The check that works without Linux's parent-death signal: a parent that sets none."""
+    options = ServerOptions(
+        kind="oven",
+        bind="tcp://127.0.0.1:*",
+        journal=tmp_path / "journal.sqlite",
+        time_scale=1e-3,
+        options={"counter_path": str(tmp_path / "runs")},
+    )
+    parent_script = (
+        "import os, subprocess, sys; "
+        "server = subprocess.Popen(sys.argv[1:] + [f'--parent-pid={os.getpid()}']); "
+        "print(server.pid, flush=True); server.wait()"
+    )
+    command = [sys.executable, "-m", "poreloop.instruments.server", *options.argv()]
+    parent = subprocess.Popen(
+        [sys.executable, "-c", parent_script, *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    server = None
+    try:
+        output = _lines(parent)
+        server = int(_read_until(output, "", timeout_s=10.0)[0])
+        (ready,) = _read_until(output, '"serving"', timeout_s=30.0)
+        endpoint = json.loads(ready)["endpoint"]
+        with InstrumentClient(endpoint) as client:
+            assert client.call("status", timeout=10.0)["kind"] == "oven"
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10.0)
+        assert _wait_gone(server, timeout_s=5.0), f"server {server} outlived its parent"
+    finally:
+        for pid in (parent.pid, server):
+            if pid is not None and not _wait_gone(pid, 0.0):
+                os.kill(pid, signal.SIGKILL)
+        parent.wait(timeout=10.0)
+
+
+def test_a_server_whose_parent_is_already_gone_does_not_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = tmp_path / "journal.sqlite"
+    argv = ["instrument", "serve", "oven", "--bind=tcp://127.0.0.1:*", f"--journal={journal}"]
+    assert main([*argv, "--parent-pid=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "expected to run under process 1" in err
+    assert not journal.exists()
