@@ -52,11 +52,13 @@ class Accepted(_Reply):
 
 
 class Progress(_Reply):
-    """Heartbeat of a running action: ``fraction`` done in [0, 1], seconds since it arrived."""
+    """Heartbeat of an action in flight: ``fraction`` done in [0, 1], seconds since it arrived,
+    and its ``state`` (``held`` while it waits for a person's approval)."""
 
     kind: ClassVar[str] = "progress"
     fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
     elapsed_s: float = Field(ge=0)
+    state: Literal["held", "received", "running"] = "running"
 
 
 class Result(_Reply):

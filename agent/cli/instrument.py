@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from poreloop.agent.cli.types import json_object
+
+if TYPE_CHECKING:
+    from poreloop.instruments.protocol import Progress
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -78,6 +82,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="KEY",
         help="ask again about an earlier call (its outcome comes back; nothing runs twice)",
     )
+    call.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (by default: the action's progress, and how to approve it "
+        "when the server holds it for approval)",
+    )
     call.set_defaults(run=instrument_call)
 
     approve = instrument_commands.add_parser(
@@ -138,12 +148,67 @@ def instrument_call(args: argparse.Namespace) -> int:
     from poreloop.instruments.client import InstrumentClient
 
     keys = Keys.for_client(args.keys, name=args.key_name) if args.keys is not None else None
-    with InstrumentClient(args.endpoint, keys=keys) as client:
-        outcome = client.call(
-            args.action, args.params, timeout=args.timeout, idempotency_key=args.idempotency_key
-        )
+    key_flags = f" --keys {args.keys} --key-name {args.key_name}" if args.keys is not None else ""
+    show = None if args.quiet else _ShowProgress(args.action, args.endpoint, key_flags)
+    try:
+        with InstrumentClient(args.endpoint, keys=keys) as client:
+            outcome = client.call(
+                args.action,
+                args.params,
+                timeout=args.timeout,
+                idempotency_key=args.idempotency_key,
+                on_progress=show,
+            )
+    finally:
+        if show is not None:
+            show.end()
     print(json.dumps(outcome, indent=2))
     return 0
+
+
+class _ShowProgress:
+    """A call's heartbeats on stderr: ``dry: 40% (12 s)``, rewritten in place on a terminal and
+    a new line per tenth elsewhere (a log stays short); a held call says once how to approve it."""
+
+    def __init__(
+        self, action: str, endpoint: str, key_flags: str, stream: TextIO | None = None
+    ) -> None:
+        self.action = action
+        self.endpoint = endpoint
+        self.key_flags = key_flags
+        self.stream = stream or sys.stderr
+        self.in_place = self.stream.isatty()
+        self.held_told = False
+        self.tenth: int | None = None
+        self.open_line = False
+
+    def __call__(self, progress: Progress) -> None:
+        if progress.state == "held":
+            if not self.held_told:
+                self.held_told = True
+                print(
+                    f"{self.action} is held for approval under key {progress.idempotency_key}; "
+                    f"approve it with `poreloop instrument approve {self.endpoint} "
+                    f"{progress.idempotency_key} --as NAME{self.key_flags}` "
+                    "(NAME: who approves, not the proposer)",
+                    file=self.stream,
+                    flush=True,
+                )
+            return
+        line = f"{self.action}: {progress.fraction:.0%} ({progress.elapsed_s:.0f} s)"
+        if self.in_place:
+            self.stream.write(f"\r{line}\x1b[K")
+            self.stream.flush()
+            self.open_line = True
+        elif int(progress.fraction * 10) != self.tenth:
+            self.tenth = int(progress.fraction * 10)
+            print(line, file=self.stream, flush=True)
+
+    def end(self) -> None:
+        """End the line rewritten in place, so what follows starts on its own."""
+        if self.open_line:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def instrument_approve(args: argparse.Namespace) -> int:

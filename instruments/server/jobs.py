@@ -224,6 +224,7 @@ class Jobs:
                     idempotency_key=job.key,
                     fraction=job.ctx.fraction,
                     elapsed_s=job.ctx.elapsed_s,
+                    state=job.state,
                 ),
             )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -124,3 +125,55 @@ def test_mistakes_are_one_line(
     assert captured.out == ""
     assert captured.err.startswith("poreloop: error:") and captured.err.count("\n") == 1
     assert pattern in captured.err
+
+
+def test_call_shows_progress_on_stderr_unless_quiet(
+    serve_cli: Callable[..., tuple[subprocess.Popen[str], str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, endpoint = serve_cli("--heartbeat-s=0.05")
+    params = json.dumps({"temperature_c": 120.0, "duration_s": 1000.0})  # 1 s of wall time
+    call = ["instrument", "call", endpoint, "dry", "--params", params, "--timeout", "20"]
+    assert main(call) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["run"] == 1
+    lines = captured.err.splitlines()
+    assert len(lines) >= 3 and all(re.fullmatch(r"dry: \d+% \(\d+ s\)", line) for line in lines)
+    percents = [int(line.split()[1].rstrip("%")) for line in lines]
+    assert percents == sorted(percents) and percents[-1] >= 50
+    assert main([*call, "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["run"] == 2 and captured.err == ""
+
+
+def test_a_held_call_says_how_to_approve_it(
+    serve_cli: Callable[..., tuple[subprocess.Popen[str], str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, endpoint = serve_cli("--approval", "--heartbeat-s=0.05")
+    params = json.dumps({"temperature_c": 120.0, "duration_s": 60.0})
+    caller = subprocess.Popen(
+        [sys.executable, "-c", RUN_CLI, "instrument", "call", endpoint, "dry", "--params", params],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([caller.stderr], [], [], 30.0)
+        told = caller.stderr.readline() if ready else ""
+        found = re.search(r"held for approval under key (\w+); approve it with `(.+?)`", told)
+        assert found, told
+        key, hint = found.groups()
+        assert hint == f"poreloop instrument approve {endpoint} {key} --as NAME"
+        approve = hint.split()[1:]
+        approve[-1] = "person:tester"
+        assert main(approve) == 0
+        assert f"approved {key}" in capsys.readouterr().out
+        assert caller.wait(timeout=30) == 0
+        assert json.loads(caller.stdout.read())["run"] == 1
+    finally:
+        if caller.poll() is None:
+            os.kill(caller.pid, signal.SIGKILL)
+            caller.wait(timeout=10)
+        caller.stdout.close()
+        caller.stderr.close()
