@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
+from poreloop.agent.cli.progress import StatusLine
 from poreloop.agent.cli.types import json_object
 
 if TYPE_CHECKING:
@@ -167,48 +167,36 @@ def instrument_call(args: argparse.Namespace) -> int:
 
 
 class _ShowProgress:
-    """A call's heartbeats on stderr: ``dry: 40% (12 s)``, rewritten in place on a terminal and
-    a new line per tenth elsewhere (a log stays short); a held call says once how to approve it."""
+    """A call's heartbeats on a status line: ``dry: 40% (12 s)``, every beat on a terminal and
+    one line per tenth elsewhere (a log stays short); a held call says once how to approve it."""
 
-    def __init__(
-        self, action: str, endpoint: str, key_flags: str, stream: TextIO | None = None
-    ) -> None:
+    def __init__(self, action: str, endpoint: str, key_flags: str) -> None:
         self.action = action
         self.endpoint = endpoint
         self.key_flags = key_flags
-        self.stream = stream or sys.stderr
-        self.in_place = self.stream.isatty()
+        self.status = StatusLine()
         self.held_told = False
         self.tenth: int | None = None
-        self.open_line = False
 
     def __call__(self, progress: Progress) -> None:
         if progress.state == "held":
             if not self.held_told:
                 self.held_told = True
-                print(
+                self.status.show(
                     f"{self.action} is held for approval under key {progress.idempotency_key}; "
                     f"approve it with `poreloop instrument approve {self.endpoint} "
                     f"{progress.idempotency_key} --as NAME{self.key_flags}` "
-                    "(NAME: who approves, not the proposer)",
-                    file=self.stream,
-                    flush=True,
+                    "(NAME: who approves, not the proposer)"
                 )
+                self.status.end()
             return
-        line = f"{self.action}: {progress.fraction:.0%} ({progress.elapsed_s:.0f} s)"
-        if self.in_place:
-            self.stream.write(f"\r{line}\x1b[K")
-            self.stream.flush()
-            self.open_line = True
-        elif int(progress.fraction * 10) != self.tenth:
-            self.tenth = int(progress.fraction * 10)
-            print(line, file=self.stream, flush=True)
+        tenth = int(progress.fraction * 10)
+        if self.status.in_place or tenth != self.tenth:
+            self.tenth = tenth
+            self.status.show(f"{self.action}: {progress.fraction:.0%} ({progress.elapsed_s:.0f} s)")
 
     def end(self) -> None:
-        """End the line rewritten in place, so what follows starts on its own."""
-        if self.open_line:
-            self.stream.write("\n")
-            self.stream.flush()
+        self.status.end()
 
 
 def instrument_approve(args: argparse.Namespace) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from poreloop.agent.cli.progress import StatusLine
 from poreloop.agent.cli.types import key_value, positive_int, shape
 
 if TYPE_CHECKING:
@@ -75,6 +77,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="a measured microstructure (.tif/.npz) for twins that reproduce one",
     )
+    generate.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (by default the reconstruct twin shows its sweeps)",
+    )
     generate.set_defaults(run=twin_generate)
 
     show = twin_commands.add_parser(
@@ -110,16 +117,24 @@ def twin_list(args: argparse.Namespace) -> int:
 
 def twin_generate(args: argparse.Namespace) -> int:
     from poreloop.twins.manufacturing import get_twin
+    from poreloop.twins.manufacturing.reconstruct import ReconstructionTwin
     from poreloop.twins.microstructure import Microstructure, check_writable
     from poreloop.twins.space import read_recipe
 
     twin = get_twin(args.name, reference=args.reference)
+    status = None if args.quiet or not isinstance(twin, ReconstructionTwin) else StatusLine()
+    if status is not None:
+        twin.on_sweep = _show_sweeps(status)
     check_writable(args.out, Microstructure.SUFFIXES)
     recipe = read_recipe(args.recipe) if args.recipe else {}
     recipe |= twin.space.parse(args.values)
     box = args.shape or (args.size,) * max(twin.dims)
     start = time.perf_counter()
-    micro = twin.generate(recipe, shape=box, seed=args.seed)
+    try:
+        micro = twin.generate(recipe, shape=box, seed=args.seed)
+    finally:
+        if status is not None:
+            status.end()
     seconds = time.perf_counter() - start
     micro.save(args.out)
     print(
@@ -144,6 +159,16 @@ def twin_show(args: argparse.Namespace) -> int:
     print(f"wrote {out}: mid-slices of {args.file}, shape {'x'.join(map(str, micro.shape))}")
     print_fractions(micro)
     return 0
+
+
+def _show_sweeps(status: StatusLine) -> Callable[[int, float], None]:
+    """The reconstruct twin's sweeps on ``status``: ``reconstruct: sweep 12, S2 correlation
+    error 0.0234``."""
+
+    def show(sweep: int, error: float) -> None:
+        status.show(f"reconstruct: sweep {sweep}, S2 correlation error {error:.4f}")
+
+    return show
 
 
 def print_fractions(micro: Microstructure) -> None:

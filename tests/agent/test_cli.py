@@ -412,13 +412,19 @@ def test_a_bad_recipe_file_is_one_line_exit_2(toy_twin, tmp_path, capsys, text, 
     assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_generate_reports_how_close_a_reconstruction_came(tmp_path, capsys):
+def _micrograph(tmp_path):
+    """A 48 x 48 two-phase micrograph (smoothed noise, 0.5 µm voxels) for the reconstruct twin."""
     rng = np.random.default_rng(0)
     image = (ndimage.gaussian_filter(rng.standard_normal((48, 48)), 2, mode="wrap") > 0).astype(
         np.uint8
     )
     reference = tmp_path / "micrograph.tif"
     Microstructure(image, 0.5, {0: "pore", 1: "solid"}).save(reference)
+    return reference
+
+
+def test_generate_reports_how_close_a_reconstruction_came(tmp_path, capsys):
+    reference = _micrograph(tmp_path)
     out = tmp_path / "recon.tif"
     argv = ["twin", "generate", "reconstruct", "--reference", str(reference), "--shape", "48,48"]
     assert main([*argv, "--out", str(out)]) == 0
@@ -426,3 +432,19 @@ def test_generate_reports_how_close_a_reconstruction_came(tmp_path, capsys):
     error = float(re.search(r"correlation error ([0-9.]+)", line).group(1))
     assert error < 0.02 and "converged" in line
     assert Microstructure.load(out).shape == (48, 48)
+
+
+def test_generate_reconstruct_shows_its_sweeps_unless_quiet(tmp_path, capsys):
+    reference = _micrograph(tmp_path)
+    argv = ["twin", "generate", "reconstruct", "--reference", str(reference), "--shape", "48,48"]
+    argv += ["--set", "tolerance=0.0001", "--set", "max_sweeps=5", "--out", str(tmp_path / "r.tif")]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "5 sweeps" in captured.out
+    lines = captured.err.splitlines()
+    assert [
+        int(re.fullmatch(r"reconstruct: sweep (\d+), S2 correlation error [0-9.]+", line)[1])
+        for line in lines
+    ] == [1, 2, 3, 4, 5]
+    assert main([*argv, "--quiet"]) == 0
+    assert capsys.readouterr().err.count("reconstruct: sweep") == 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,6 +165,7 @@ def anneal(
     initial_acceptance: float,
     cooling_rate: float,
     tolerance: float,
+    on_sweep: Callable[[int, float], None] | None = None,
 ) -> tuple[np.ndarray, ReconstructionReport]:
     """A periodic binary box whose S2 along every axis matches ``target``.
 
@@ -172,7 +174,8 @@ def anneal(
     voxels offers half its count; the pairs of a pore with a solid are tried); the
     temperature starts where a median uphill swap is accepted with probability
     ``initial_acceptance`` and falls by ``cooling_rate`` per sweep. Stops once the
-    correlation error is below ``tolerance`` or after ``max_sweeps``.
+    correlation error is below ``tolerance`` or after ``max_sweeps``. ``on_sweep(sweep, error)``
+    hears each whole sweep done and the correlation error then (a progress display).
     Returns the bool box ``shape`` and its report.
     """
     start_time = time.perf_counter()
@@ -189,7 +192,7 @@ def anneal(
     residual = two_point_correlation(image.reshape(shape), r_max) - target
     lines = [_Lines(shape, axis, r_max) for axis in range(len(shape))]
     temperature = -1.0
-    offered = tried = accepted = 0
+    offered = tried = accepted = sweeps_told = 0
     error = correlation_error(residual + target, target)
     while error > tolerance and offered < max_sweeps * size:
         voxels = _disjoint_voxels(shape, rng)
@@ -214,6 +217,9 @@ def anneal(
             residual += change[take].sum(axis=0).reshape(residual.shape)
             accepted += take.size
             error = correlation_error(residual + target, target)
+        if on_sweep is not None and offered // size > sweeps_told:
+            sweeps_told = offered // size
+            on_sweep(sweeps_told, error)
     binary = image.reshape(shape).astype(bool)
     achieved = two_point_correlation(binary, r_max)
     error = correlation_error(achieved, target)
@@ -305,7 +311,8 @@ class ReconstructionTwin(Twin):
     first two axes. The class ``space`` lists the parameters; an instance's ``space``
     centres ``voxel_size_um`` on its reference's voxel, so by default the reconstruction
     keeps the reference's resolution. ``last_report`` holds the report of the latest
-    ``generate``.
+    ``generate``. ``on_sweep(sweep, error)``, when set, hears each annealing sweep of a
+    ``generate`` with its correlation error (``anneal``), so a long one can show its progress.
     """
 
     name = "reconstruct"
@@ -317,6 +324,7 @@ class ReconstructionTwin(Twin):
         self.reference = reference
         self.phase = phase
         self.last_report: ReconstructionReport | None = None
+        self.on_sweep: Callable[[int, float], None] | None = None
         if reference is None:
             return
         if not isinstance(reference, Microstructure):
@@ -383,5 +391,6 @@ class ReconstructionTwin(Twin):
             initial_acceptance=float(recipe["initial_acceptance"]),
             cooling_rate=float(recipe["cooling_rate"]),
             tolerance=float(recipe["tolerance"]),
+            on_sweep=self.on_sweep,
         )
         return np.where(binary, 0, 1).astype(np.uint8)
