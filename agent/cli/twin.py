@@ -122,8 +122,9 @@ def twin_generate(args: argparse.Namespace) -> int:
     from poreloop.twins.space import read_recipe
 
     twin = get_twin(args.name, reference=args.reference)
-    status = None if args.quiet or not isinstance(twin, ReconstructionTwin) else StatusLine()
-    if status is not None:
+    status = None
+    if isinstance(twin, ReconstructionTwin) and not args.quiet:
+        status = StatusLine()
         twin.on_sweep = _show_sweeps(status)
     check_writable(args.out, Microstructure.SUFFIXES)
     recipe = read_recipe(args.recipe) if args.recipe else {}

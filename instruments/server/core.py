@@ -192,7 +192,7 @@ class Server:
             except zmq.Again:
                 return
             if self._allow_list is not None and not self._allow_list.allows(
-                frames[0].get("User-Id").encode()
+                str(frames[0].get("User-Id")).encode()
             ):
                 continue  # revoked while connected: as silent as a refused handshake
             self._handle(frames[0].bytes, [frame.bytes for frame in frames[1:]])
