@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from poreloop.agent.cli.types import axes, phase_names
+from poreloop.agent.cli.types import axes, phase_names, positive_int
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -25,7 +25,8 @@ def register(commands: argparse._SubParsersAction) -> None:
             "chain: generic (morphology + tau/deff of every phase along x, y, z), electrode "
             "(+ solid conduction + PyBaMM cell model), gdl (+ permeability), sofc_anode "
             "(+ Ni and YSZ conduction). Axes x, y, z are array indices 0, 1, 2; tau = inf "
-            'is written as the JSON string "inf". Exit 1 when a stage could not score it.'
+            'is written as the JSON string "inf". Exit 1 when a stage could not score it or a '
+            'solve stopped at its iteration cap (JSON: "converged": false, "unconverged").'
         ),
     )
     evaluate.add_argument("file", type=Path, metavar="FILE", help="a .tif/.tiff or .npz file")
@@ -39,6 +40,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--voxel-size-um", type=float, help="voxel size in µm, overriding the file's"
     )
+    evaluate.add_argument(
+        "--max-iterations",
+        type=positive_int,
+        help="cap every transport and flow solve at N iterations (default: each solver's own)",
+    )
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.set_defaults(run=critic_evaluate)
 
@@ -47,14 +53,15 @@ def critic_evaluate(args: argparse.Namespace) -> int:
     from poreloop.twins.critics.chain import get_chain
     from poreloop.twins.microstructure import Microstructure
 
-    chain = get_chain(args.chain, **({"axes": args.axes} if args.axes else {}))
+    options = {"axes": args.axes, "max_iterations": args.max_iterations}
+    chain = get_chain(args.chain, **{key: value for key, value in options.items() if value})
     micro = Microstructure.load(args.file, voxel_size_um=args.voxel_size_um)
     if args.phases:
         micro = Microstructure(micro.labels, micro.voxel_size_um, args.phases, micro.provenance)
     result = chain.evaluate(micro)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
-        return 0 if result.ok else 1
+        return 0 if not result.problem else 1
     shape = "x".join(map(str, result.shape))
     print(f"{args.file}: chain {result.chain}, {shape} voxels of {result.voxel_size_um:g} um")
     units = result.units
@@ -65,5 +72,8 @@ def critic_evaluate(args: argparse.Namespace) -> int:
     print(f"stages: {stages}")
     if not result.ok:
         print(f"poreloop: could not score it: {result.reason}", file=sys.stderr)
+        return 1
+    if not result.converged:
+        print(f"poreloop: {result.problem}; raise --max-iterations", file=sys.stderr)
         return 1
     return 0

@@ -68,6 +68,9 @@ class ChainResult(BaseModel):
 
     ``ok`` is False when a stage could not score the structure (e.g. the cell model failed
     to discharge it); ``reason`` says why, and the properties found before stay in.
+    ``unconverged`` names the solves that stopped at their iteration cap (diagnostics key → the
+    residual they stopped at): their numbers are not to be used as clean ones, so ``problem``
+    reports them to whoever consumes the result.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -81,6 +84,26 @@ class ChainResult(BaseModel):
     shape: tuple[int, ...]
     ok: bool = True
     reason: str = ""
+    unconverged: dict[str, float] = {}
+
+    @property
+    def converged(self) -> bool:
+        return not self.unconverged
+
+    @property
+    def problem(self) -> str:
+        """Why the numbers are not clean: the failed stage, else the unconverged solves; ""
+        when the result is fit to use."""
+        if not self.ok:
+            return self.reason
+        if self.unconverged:
+            solves = ", ".join(
+                f"{key} (residual {residual:.2g} after "
+                f"{self.diagnostics.get(f'{key}_iterations', 0):.0f} iterations)"
+                for key, residual in self.unconverged.items()
+            )
+            return f"the solver stopped at its iteration cap without converging: {solves}"
+        return ""
 
     @property
     def units(self) -> dict[str, str]:
@@ -92,6 +115,7 @@ class ChainResult(BaseModel):
         for group in ("properties", "objectives", "diagnostics"):
             data[group] = {key: _json_number(value) for key, value in data[group].items()}
         data["units"] = self.units
+        data["converged"] = self.converged
         return data
 
 
@@ -163,6 +187,7 @@ class Chain:
             shape=micro.shape,
             ok=not reason,
             reason=reason,
+            unconverged=_unconverged(diagnostics),
         )
 
 
@@ -171,6 +196,21 @@ def _record(diagnostics: Properties, key: str, result: Any) -> None:
     diagnostics[f"{key}_iterations"] = float(result.iterations)
     diagnostics[f"{key}_residual"] = float(result.residual)
     diagnostics[f"{key}_converged"] = float(result.converged)
+
+
+def _unconverged(diagnostics: Properties) -> dict[str, float]:
+    """The solves ``_record`` saw stop at their cap: diagnostics key → final residual."""
+    stems = [
+        k.removesuffix("_converged")
+        for k, v in diagnostics.items()
+        if k.endswith("_converged") and not v
+    ]
+    return {stem: diagnostics[f"{stem}_residual"] for stem in stems}
+
+
+def _cap(max_iterations: int | None) -> dict[str, int]:
+    """The solver option that caps iterations, left to the solver's default when None."""
+    return {} if max_iterations is None else {"max_iterations": max_iterations}
 
 
 def _axes(axes: Sequence[str]) -> list[tuple[int, str]]:
@@ -184,7 +224,9 @@ def morphology_stage(micro: Microstructure, _: Properties, __: Properties) -> Pr
     return morphology(micro)
 
 
-def diffusion_stage(phases: Sequence[str] | None, axes: Sequence[str]) -> Stage:
+def diffusion_stage(
+    phases: Sequence[str] | None, axes: Sequence[str], max_iterations: int | None = None
+) -> Stage:
     """τ and D_eff/D0 of each named phase (all phases when None) along each axis."""
 
     def stage(micro: Microstructure, _: Properties, diagnostics: Properties) -> Properties:
@@ -193,7 +235,7 @@ def diffusion_stage(phases: Sequence[str] | None, axes: Sequence[str]) -> Stage:
         for name in names:
             mask = micro.labels == micro.phase_id(name)
             for axis, letter in _axes(axes):
-                result = tortuosity(mask, axis)
+                result = tortuosity(mask, axis, **_cap(max_iterations))
                 key = f"{phase_key(name)}_{letter}"
                 found[f"tau_{key}"] = result.tau
                 found[f"deff_{key}"] = result.d_eff
@@ -203,14 +245,14 @@ def diffusion_stage(phases: Sequence[str] | None, axes: Sequence[str]) -> Stage:
     return stage
 
 
-def solid_tortuosity_stage(axes: Sequence[str]) -> Stage:
+def solid_tortuosity_stage(axes: Sequence[str], max_iterations: int | None = None) -> Stage:
     """Geometric tortuosity factor ``tau_solid_<axis>`` of everything that is not pore."""
 
     def stage(micro: Microstructure, _: Properties, diagnostics: Properties) -> Properties:
         found: Properties = {}
         solid = micro.labels != micro.phase_id("pore")
         for axis, letter in _axes(axes):
-            result = tortuosity(solid, axis)
+            result = tortuosity(solid, axis, **_cap(max_iterations))
             found[f"tau_solid_{letter}"] = result.tau
             _record(diagnostics, f"tau_solid_{letter}", result)
         return found
@@ -218,7 +260,12 @@ def solid_tortuosity_stage(axes: Sequence[str]) -> Stage:
     return stage
 
 
-def conduction_stage(label: str, sigmas_s_m: Mapping[str, float], axes: Sequence[str]) -> Stage:
+def conduction_stage(
+    label: str,
+    sigmas_s_m: Mapping[str, float],
+    axes: Sequence[str],
+    max_iterations: int | None = None,
+) -> Stage:
     """``sigma_eff_<label>_<axis>_s_m`` with a conductivity per named phase; phases the
     structure lacks are skipped, all others insulate."""
 
@@ -227,7 +274,7 @@ def conduction_stage(label: str, sigmas_s_m: Mapping[str, float], axes: Sequence
         present = set(micro.phases.values())
         sigmas = {micro.phase_id(n): s for n, s in sigmas_s_m.items() if n in present}
         for axis, letter in _axes(axes):
-            result = conductivity(micro.labels, sigmas, axis)
+            result = conductivity(micro.labels, sigmas, axis, **_cap(max_iterations))
             found[f"sigma_eff_{label}_{letter}_s_m"] = result.sigma_eff
             _record(diagnostics, f"sigma_eff_{label}_{letter}", result)
         return found
@@ -235,14 +282,14 @@ def conduction_stage(label: str, sigmas_s_m: Mapping[str, float], axes: Sequence
     return stage
 
 
-def flow_stage(axes: Sequence[str]) -> Stage:
+def flow_stage(axes: Sequence[str], max_iterations: int | None = None) -> Stage:
     """Darcy permeability ``k_<axis>_m2`` of the pore space (Stokes flow)."""
 
     def stage(micro: Microstructure, _: Properties, diagnostics: Properties) -> Properties:
         found: Properties = {}
         pore = micro.labels == micro.phase_id("pore")
         for axis, letter in _axes(axes):
-            result = permeability(pore, micro.voxel_size_um, axis)
+            result = permeability(pore, micro.voxel_size_um, axis, **_cap(max_iterations))
             found[f"k_{letter}_m2"] = result.k_m2
             _record(diagnostics, f"k_{letter}", result)
         return found
@@ -287,22 +334,28 @@ def cell_properties(found: Properties) -> Properties:
     }
 
 
-def _generic(axes: Sequence[str] = tuple(AXES)) -> Chain:
-    stages = (("morphology", morphology_stage), ("diffusion", diffusion_stage(None, axes)))
+def _generic(axes: Sequence[str] = tuple(AXES), max_iterations: int | None = None) -> Chain:
+    stages = (
+        ("morphology", morphology_stage),
+        ("diffusion", diffusion_stage(None, axes, max_iterations)),
+    )
     return Chain("generic", stages, objectives={})
 
 
 def _electrode(
-    axes: Sequence[str] = ("z",), c_rates: Sequence[float] = (0.5, 1.0, 3.0), cell: bool = True
+    axes: Sequence[str] = ("z",),
+    c_rates: Sequence[float] = (0.5, 1.0, 3.0),
+    cell: bool = True,
+    max_iterations: int | None = None,
 ) -> Chain:
     """``cell=False``: the structure's properties only, for a caller with its own cell model."""
     axes = sorted(set(axes) | {"z"}, key=AXES.index)  # the cell model needs through-thickness
     sigmas = {"active": SIGMA_ACTIVE_S_M, "cbd": SIGMA_CBD_S_M}
     stages: tuple[tuple[str, Stage], ...] = (
         ("morphology", morphology_stage),
-        ("diffusion", diffusion_stage(["pore"], axes)),
-        ("solid_tortuosity", solid_tortuosity_stage(axes)),
-        ("conduction", conduction_stage("solid", sigmas, axes)),
+        ("diffusion", diffusion_stage(["pore"], axes, max_iterations)),
+        ("solid_tortuosity", solid_tortuosity_stage(axes, max_iterations)),
+        ("conduction", conduction_stage("solid", sigmas, axes, max_iterations)),
     )
     if not cell:
         return Chain("electrode", stages, {}, ("pore", "active"))
@@ -310,21 +363,21 @@ def _electrode(
     return Chain("electrode", stages, {"energy_density_wh_l_1c": "max"}, ("pore", "active"))
 
 
-def _gdl(axes: Sequence[str] = ("z", "x")) -> Chain:
+def _gdl(axes: Sequence[str] = ("z", "x"), max_iterations: int | None = None) -> Chain:
     stages = (
         ("morphology", morphology_stage),
-        ("diffusion", diffusion_stage(["pore"], axes)),
-        ("flow", flow_stage(axes)),
+        ("diffusion", diffusion_stage(["pore"], axes, max_iterations)),
+        ("flow", flow_stage(axes, max_iterations)),
     )
     return Chain("gdl", stages, {"k_z_m2": "max", "deff_pore_z": "max"}, ("pore",))
 
 
-def _sofc_anode(axes: Sequence[str] = ("z",)) -> Chain:
+def _sofc_anode(axes: Sequence[str] = ("z",), max_iterations: int | None = None) -> Chain:
     stages = (
         ("morphology", morphology_stage),
-        ("diffusion", diffusion_stage(["pore"], axes)),
-        ("conduction_ni", conduction_stage("ni", {"ni": SIGMA_NI_S_M}, axes)),
-        ("conduction_ysz", conduction_stage("ysz", {"ysz": SIGMA_YSZ_S_M}, axes)),
+        ("diffusion", diffusion_stage(["pore"], axes, max_iterations)),
+        ("conduction_ni", conduction_stage("ni", {"ni": SIGMA_NI_S_M}, axes, max_iterations)),
+        ("conduction_ysz", conduction_stage("ysz", {"ysz": SIGMA_YSZ_S_M}, axes, max_iterations)),
     )
     objectives: dict[str, Literal["max", "min"]] = {
         "tpb_active_per_um2": "max",
@@ -341,7 +394,8 @@ CHAINS: Registry[Callable[..., Chain]] = Registry(
 
 
 def get_chain(name: str, **options: Any) -> Chain:
-    """A fresh chain for a material (``options``: e.g. ``axes=("z", "x")``, ``c_rates``)."""
+    """A fresh chain for a material (``options``: e.g. ``axes=("z", "x")``, ``c_rates``,
+    ``max_iterations`` to cap every solve instead of the solvers' defaults)."""
     return CHAINS.lookup(name)(**options)
 
 

@@ -162,3 +162,37 @@ def test_thickness_trades_energy_for_power_and_is_not_the_voxel_size() -> None:
     assert thick["energy_density_wh_l_0p5c"] > thin["energy_density_wh_l_0p5c"]
     assert thick["energy_density_wh_l_3c"] < thin["energy_density_wh_l_3c"]
     assert chain.evaluate(micro).properties["thickness_um"] == 70.0  # the recipe's, not 32 × 0.5
+
+
+def random_pores(shape=(16, 16, 16)) -> Microstructure:
+    """A random two-phase box: no solver converges on it in 2 iterations."""
+    labels = (np.random.default_rng(0).random(shape) < 0.6).astype(np.uint8)
+    return Microstructure(labels, 0.5, {0: "pore", 1: "solid"})
+
+
+def test_a_solve_stopped_at_its_cap_is_flagged_with_its_residual():
+    capped = get_chain("gdl", max_iterations=2).evaluate(random_pores())
+    assert capped.ok and not capped.converged
+    assert set(capped.unconverged) == {"tau_pore_z", "tau_pore_x", "k_z", "k_x"}
+    assert capped.unconverged["k_z"] == capped.diagnostics["k_z_residual"] > 1e-3
+    assert "k_z (residual" in capped.problem and "iteration cap" in capped.problem
+    assert capped.to_json()["converged"] is False
+    clean = get_chain("gdl").evaluate(random_pores())
+    assert clean.converged and clean.unconverged == {} and clean.problem == ""
+
+
+def test_cli_says_a_capped_solve_is_not_clean_and_exits_1(tmp_path, capsys):
+    path = tmp_path / "x.npz"
+    random_pores().save(path)
+    argv = ["critic", "evaluate", str(path), "--axes", "z", "--max-iterations", "2"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "tau_pore_z (residual" in err and "raise --max-iterations" in err
+    assert len(err.strip().splitlines()) == 1
+    assert main([*argv, "--json"]) == 1
+    written = json.loads(capsys.readouterr().out)
+    assert written["converged"] is False and set(written["unconverged"]) == {
+        "tau_pore_z",
+        "tau_solid_z",
+    }
+    assert main(argv[:-2]) == 0
