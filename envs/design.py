@@ -10,7 +10,9 @@ on a manufacturing twin and its critic chain at a small box size.
   point is clipped to the cube and, if it breaks a linear constraint of the space, pulled back
   along the step to the last feasible point, so every visited recipe is valid;
 - reward: the scorer's reward for the new recipe; a recipe that cannot be scored earns
-  ``FAILURE_REWARD`` and ``info["failed"]`` is True with ``info["reason"]``; never NaN;
+  ``FAILURE_REWARD`` and ``info["failed"]`` is True with ``info["reason"]``; never NaN; a
+  recipe whose solves stopped at their iteration cap keeps its reward, flagged by
+  ``info["converged"]`` False and ``info["unconverged"]`` (solve → residual);
 - episodes: ``episode_length`` steps, then ``truncated``; ``reset(seed=...)`` starts from a
   feasible uniformly random recipe drawn with the env's ``np_random`` and scores it, so the
   first observation already carries the critic's features.
@@ -57,12 +59,14 @@ class Score:
 
     features: ``(n_features,)`` normalised values, the second part of the observation.
     ``reason`` is empty when the recipe was scored, else why not (then ``reward`` is ignored).
+    ``unconverged``: the solves that stopped at their iteration cap, with their residuals.
     """
 
     reward: float
     features: np.ndarray
     reason: str = ""
     properties: Mapping[str, float] = field(default_factory=dict)
+    unconverged: Mapping[str, float] = field(default_factory=dict)
 
 
 Scorer = Callable[[Sequence[Recipe], Sequence[int]], Sequence[Score]]
@@ -160,6 +164,8 @@ class DesignEnv(gym.Env):
             "properties": dict(score.properties),
             "failed": bool(reason),
             "reason": reason,
+            "converged": not score.unconverged,
+            "unconverged": dict(score.unconverged),
         }
         return obs, reward, False, self._t >= self.episode_length, info
 
@@ -318,6 +324,12 @@ class TwinDesignEnv(DesignEnv):
             max_step=max_step,
         )
 
+    @property
+    def objectives(self) -> dict[str, str]:
+        """What the reward stands for: the chain's objectives (property → "max"/"min"), each
+        mapped by an ``OBJECTIVES`` feature that grows as the property gets better."""
+        return dict(self.chain.objectives)
+
     def _score(self, recipes: Sequence[Recipe], seeds: Sequence[int]) -> list[Score]:
         return [self._score_one(recipe, seed) for recipe, seed in zip(recipes, seeds, strict=True)]
 
@@ -335,6 +347,7 @@ class TwinDesignEnv(DesignEnv):
             features=np.array(list(features.values())),
             reason=result.reason,
             properties=result.properties,
+            unconverged=result.unconverged,
         )
 
 

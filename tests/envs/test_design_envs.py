@@ -149,3 +149,19 @@ def test_a_box_too_small_for_any_particle_is_refused() -> None:
         design_space(TRIANGLE, fixed={"voxel": 1.0})
     with pytest.raises(EnvError, match="episode_length"):
         DesignEnv(TRIANGLE, quadratic, ["reward"], episode_length=0)
+
+
+class CappedGDLEnv(envs.design.GDLDesignEnv):
+    """The GDL env with every solve capped at 2 iterations: none converges."""
+
+    CHAIN = ("gdl", {"axes": ("z",), "max_iterations": 2})
+
+
+def test_a_step_whose_solves_stopped_at_their_cap_says_so_in_info() -> None:
+    capped = CappedGDLEnv(size=16)
+    _, info = capped.reset(seed=0)
+    _, _, _, _, info = capped.step(capped.action_space.sample())
+    assert not info["converged"] and {"tau_pore_z", "k_z"} <= set(info["unconverged"])
+    assert info["unconverged"]["k_z"] > 1e-3 and not info["failed"]
+    _, info = envs.design.GDLDesignEnv(size=16).reset(seed=0)
+    assert info["converged"] and info["unconverged"] == {}
