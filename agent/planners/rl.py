@@ -8,7 +8,8 @@ recipes it visited. The critic is either
 
 - a registered design env (``env='poreloop/ElectrodeDesign-v0'``, a twin and its chain at a
   small box size), whose design space must be the planner's and whose own reward (see
-  ``envs.design``) then stands for the planner's objectives; or
+  ``envs.design``) is built for fixed objectives: the planner must be asked for exactly those
+  (``env.unwrapped.objectives``), without outcome constraints, or it refuses the env; or
 - by default, a surrogate of what the planner was told: botorch GP posterior means
   (``agent.planners.surrogate.Surrogate``) refitted at every ask, the objectives scalarised into a
   reward (one: ``sign`` × the standardised mean; several: an augmented Chebyshev scalarisation
@@ -165,7 +166,8 @@ class RLPlanner(Planner):
 
     def _rollouts(self, model: BaseAlgorithm, env: VecEnv, seed: int) -> list[tuple[float, Recipe]]:
         """(reward, recipe) of every recipe the deterministic policy visits (starts included)
-        in ``n_starts`` episodes; failed ones are left out."""
+        in ``n_starts`` episodes; failed ones and those scored by unconverged solves are left
+        out."""
         trace: list[dict[str, Any]] = []
         for start in range(0, self.options.n_starts, env.num_envs):
             env.seed(seed + start)
@@ -175,7 +177,11 @@ class RLPlanner(Planner):
                 action, _ = model.predict(obs, deterministic=True)  # type: ignore[arg-type]
                 obs, _, _, infos = env.step(action)
                 trace += infos
-        return [(info["reward"], info["recipe"]) for info in trace if not info["failed"]]
+        return [
+            (info["reward"], info["recipe"])
+            for info in trace
+            if not info["failed"] and info["converged"]
+        ]
 
     def _select(
         self, candidates: list[tuple[float, Recipe]], n: int, rng: np.random.Generator
@@ -198,19 +204,32 @@ class RLPlanner(Planner):
     # --- the critics --------------------------------------------------------------------------
 
     def _check_env(self) -> None:
-        """The named env exists, builds with ``env_kwargs`` and designs over this space."""
+        """The named env exists, builds with ``env_kwargs``, designs over this space and
+        rewards what the planner was asked for."""
         name = str(self.options.env)  # called only with an env
         if name not in gymnasium.registry:
             raise PlannerError(f"planner 'rl': unknown env '{name}'{did_you_mean(name, envs.ENVS)}")
         try:
-            space = gymnasium.make(name, **self._env_kwargs()).unwrapped.space  # type: ignore[attr-defined]
+            env = gymnasium.make(name, **self._env_kwargs()).unwrapped
         except (TypeError, TwinError) as exc:
             raise PlannerError(f"planner 'rl': env '{name}' cannot be built: {exc}") from None
+        space = env.space  # type: ignore[attr-defined]  # every registered env has one
         if space != self.space:
             raise PlannerError(
                 f"planner 'rl': env '{name}' designs over {space.names}, the planner's space is "
                 f"{self.space.names} (or its bounds differ); build the planner on the env's space: "
                 f"gymnasium.make('{name}', ...).unwrapped.space"
+            )
+        rewarded = env.objectives  # type: ignore[attr-defined]  # every registered env has them
+        asked = {o.name: o.goal for o in self.objectives}
+        if asked != rewarded or self.constraints:
+            constraints = [c.describe() for c in self.constraints]
+            raise PlannerError(
+                f"planner 'rl': env '{name}' rewards {rewarded} without outcome constraints, the "
+                f"planner was asked for {asked}"
+                + (f" with constraints {constraints}" if constraints else "")
+                + "; ask for the env's objectives, or leave env out to train on a surrogate of "
+                "your own"
             )
 
     def _env_kwargs(self) -> dict[str, Any]:

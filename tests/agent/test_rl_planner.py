@@ -69,6 +69,23 @@ def test_rl_trains_on_a_registered_twin_env() -> None:
     assert planner.env_steps >= 8 + 3  # training, then one rollout of a start and two steps
 
 
+def test_rl_on_a_twin_env_refuses_objectives_or_constraints_its_reward_ignores() -> None:
+    space = gymnasium.make("poreloop/ElectrodeDesign-v0", size=12).unwrapped.space
+    twin = {"env": "poreloop/ElectrodeDesign-v0", "env_kwargs": {"size": 12}}
+    with pytest.raises(
+        PlannerError,
+        match=r"rewards \{'energy_density_wh_l_1c': 'max'\}.*"
+        r"asked for \{'porosity': 'min'\}; ask for the env's objectives",
+    ):
+        make_planner("rl", space, {"porosity": "min"}, **twin)
+    with pytest.raises(PlannerError, match=r"with constraints \['porosity >= 0.3'\]"):
+        make_planner("rl", space, {"energy_density_wh_l_1c": "max"}, ["porosity >= 0.3"], **twin)
+    with pytest.raises(PlannerError, match="asked for .'energy_density_wh_l_1c': 'min'"):
+        make_planner("rl", space, {"energy_density_wh_l_1c": "min"}, **twin)
+    planner = make_planner("rl", space, {"energy_density_wh_l_1c": "max"}, **twin)
+    assert planner.options.env == "poreloop/ElectrodeDesign-v0"
+
+
 def test_options_are_checked() -> None:
     with pytest.raises(PlannerError, match="unknown env 'poreloop/GDLDesign-v1'; did you mean"):
         make_planner("rl", SQUARE, {"y": "max"}, env="poreloop/GDLDesign-v1")
