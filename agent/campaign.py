@@ -352,7 +352,8 @@ class Campaign:
             yield pipeline
 
     def _measure(self, sample: dict[str, Any], scan: dict[str, Any]) -> dict[str, Any]:
-        """A scan segmented and scored by the critics (runs on the tomograph's thread)."""
+        """A scan segmented and scored by the critics (runs on the tomograph's thread); failed
+        where a stage could not score it or a solve did not converge."""
         from poreloop.instruments.tomography import scan_microstructure
         from poreloop.twins.critics.chain import get_chain
 
@@ -367,8 +368,8 @@ class Campaign:
             "shape": list(micro.shape),
             "voxel_size_um": micro.voxel_size_um,
             "properties": dict(result.properties),
-            "failed": not result.ok,
-            "reason": result.reason,
+            "failed": bool(result.problem),
+            "reason": result.problem,
         }
 
     def _absorb_lab(self) -> None:

@@ -123,7 +123,8 @@ def _check_reachable(address: str) -> None:
 
 @dataclass(frozen=True)
 class ScreenResult:
-    """One screened job: the chain's result, or failed with a one-line ``reason``.
+    """One screened job: the chain's result, or failed with a one-line ``reason`` (a stage
+    could not score it, or a solve stopped at its iteration cap: its number is not clean).
 
     ``structure`` is the twin's structure as a Ray ObjectRef (``ScreeningPool.structure``
     fetches it); None when the twin could not make it. ``timings_s``: ``generate_s`` and
@@ -287,7 +288,7 @@ class ScreeningPool:
                 job.generate_s, job.stage = value, "evaluate"
                 to_evaluate.append(job)
             else:
-                yield self._result(job, value, None if value.ok else value.reason, start)
+                yield self._result(job, value, value.problem or None, start)
 
     def _submit(
         self, to_generate: deque[_Job], to_evaluate: deque[_Job], running: dict[ObjectRef, _Job]

@@ -155,6 +155,17 @@ def test_a_job_that_keeps_killing_its_actor_is_given_up(ray_session: None) -> No
     assert not after.failed and after.properties["porosity"] > 0.2
 
 
+def test_a_solve_stopped_at_its_cap_is_a_failed_result_with_the_reason(ray_session: None) -> None:
+    """What the campaign tells its planner: failed, with the solves and their residuals."""
+    options = {"axes": ("z",), "max_iterations": 2}
+    with ScreeningPool("li_ion_electrode", "generic", SHAPE, 1, chain_options=options) as pool:
+        (capped,) = pool.screen(jobs(1))
+    assert capped.failed and capped.result is not None and capped.result.ok
+    assert capped.reason.startswith("the solver stopped at its iteration cap without converging")
+    assert "tau_pore_z (residual" in capped.reason
+    assert {"tau_pore_z", "tau_active_z"} <= set(capped.result.unconverged)
+
+
 def test_a_pool_checks_its_twin_and_chain_before_starting_actors(ray_session: None) -> None:
     with pytest.raises(AgentError, match="n_workers must be at least 1, got 0"):
         ScreeningPool("li_ion_electrode", "generic", SHAPE, n_workers=0)
