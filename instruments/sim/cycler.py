@@ -222,12 +222,13 @@ class SimCycler(LabInstrument):
     ) -> CellResult:
         """The lab's physics on a true structure, noiseless: its transport from the voxels at
         the true thickness, the swollen binder, the contact resistance, then the DFN.
-        ``ok=False`` with the reason when it cannot be discharged; CriticError when the
-        structure is not an electrode."""
+        ``ok=False`` with the reason when it cannot be discharged or its transport did not
+        converge (a lab reports no number it cannot stand by); CriticError when the structure
+        is not an electrode."""
         structure = self._structure.evaluate(micro, thickness_um=true_recipe["thickness_um"])
         props = structure.properties
-        if not structure.ok or math.isinf(props["tau_pore_z"]) or math.isinf(props["tau_solid_z"]):
-            reason = structure.reason or "the pore or the solid does not percolate"
+        if structure.problem or math.isinf(props["tau_pore_z"]) or math.isinf(props["tau_solid_z"]):
+            reason = structure.problem or "the pore or the solid does not percolate"
             return CellResult(ok=False, reason=reason, values={}, limits={}, inputs={})
         asr = contact_asr_ohm_m2(props["fraction_cbd"], float(true_recipe["compression"]))
         return self._cell(c_rates).evaluate(cell_properties(swell_binder(props)), asr)

@@ -22,6 +22,7 @@ from poreloop.instruments.sim.lab import save_sample
 from poreloop.instruments.sim.tomograph import SimTomograph
 from poreloop.instruments.tomography import scan_microstructure
 from poreloop.twins import Microstructure, get_twin
+from poreloop.twins.critics.chain import get_chain
 
 RATES = [0.5, 2.0, 5.0]
 CRACKS_PER_MM2 = 300.0
@@ -204,6 +205,19 @@ def test_a_structure_the_cell_model_cannot_discharge_fails_with_the_reason(
 ) -> None:
     with pytest.raises(ActionFailed, match="S00003 failed: the pore or the solid does not"):
         run(cycler, "rate_test", {"sample_id": "S00003", "c_rates": RATES})
+
+
+def test_a_structure_whose_transport_did_not_converge_is_a_failed_measurement(
+    cycler_lab: Path,
+) -> None:
+    capped = SimCycler(cycler_lab, seed=0, time_scale=0)
+    capped._structure = get_chain("electrode", cell=False, max_iterations=2)
+    with pytest.raises(
+        ActionFailed,
+        match=r"S00001 failed: the solver stopped at its iteration "
+        r"cap without converging: tau_pore_z \(residual",
+    ):
+        run(capped, "rate_test", {"sample_id": "S00001", "c_rates": RATES})
 
 
 @pytest.mark.parametrize(
