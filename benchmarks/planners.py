@@ -13,6 +13,11 @@ with its default generation strategy, untuned, in the same process.
 3. Proposal wall time: one ``ask(1)`` after telling N random Hartmann6 observations, beside one
    Ax ``get_next_trials`` after attaching the same N.
 
+Torch threads: our planners pin torch to one thread while they plan, so Ax runs under the same
+setting everywhere (plan_s and proposal_s compare like with like); the timing table also times
+Ax at torch's default threads and shows that row where the two settings differ by more than
+``THREADS_DIFFER``.
+
     .venv/bin/python -m benchmarks.planners [--problems hartmann6 electrode timing]
         [--planners sobol bayes ax rl] [--seeds 5] [--evals 10 20 30 40]
         [--electrode-seeds 3] [--electrode-evals 10 20] [--electrode-size 40]
@@ -35,7 +40,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,10 +55,12 @@ from benchmarks._table import (
     number,
     print_comments,
     print_table,
+    threads,
     verdict,
     write_json,
 )
 from poreloop.agent.planners import PLANNERS, make_planner
+from poreloop.agent.planners.surrogate import torch_on_one_thread
 from poreloop.twins.space import Categorical, Integer, ParameterSpace, Recipe
 
 AX = "ax"
@@ -67,6 +74,9 @@ TARGET_EVALS = 40
 TARGET_OBSERVATIONS = 300
 TARGET_SECONDS = 5.0
 """One ``bayes`` proposal after telling this many observations takes less than this."""
+THREADS_DIFFER = 1.25
+"""Ax's proposal at torch's default threads is shown beside its one-thread time when one is
+more than this many times the other."""
 
 ELECTRODE_VOXEL_UM = 0.4
 ELECTRODE_OBJECTIVE = "energy_density_wh_l_1c"
@@ -130,15 +140,16 @@ def electrode(size: int) -> Problem:
     """The design space and critic of ``poreloop/ElectrodeDesign-v0`` (``envs.design``): the
     electrode twin's recipe at a fixed voxel size, its particle radius capped to fit the box,
     scored by the electrode chain at 1C on a ``size``³ box. A structure that cannot be made or
-    scored is a failure."""
+    scored, or whose solves did not converge, is a failure."""
     from poreloop.envs.design import ElectrodeDesignEnv
 
     env = ElectrodeDesignEnv(size=size, voxel_size_um=ELECTRODE_VOXEL_UM)
 
     def evaluate(recipe: Recipe) -> dict[str, Any]:
         (score,) = env.scorer([recipe], [STRUCTURE_SEED])
-        if score.reason:
-            return {"failed": True, "reason": score.reason}
+        if score.reason or score.unconverged:
+            capped = f"solves stopped at their iteration cap: {dict(score.unconverged)}"
+            return {"failed": True, "reason": score.reason or capped}
         return {ELECTRODE_OBJECTIVE: score.properties[ELECTRODE_OBJECTIVE]}
 
     return Problem(f"electrode {size}^3", env.space, ELECTRODE_OBJECTIVE, evaluate)
@@ -276,9 +287,24 @@ class Ours:
 @dataclass
 class Ax:
     """Ax's ``Client`` with its default generation strategy (no ``configure_generation_strategy``
-    call): centre + Sobol initialisation, then its modular BoTorch model."""
+    call): centre + Sobol initialisation, then its modular BoTorch model. ``one_thread``: torch
+    on one thread, as our planners plan (else torch's default threads)."""
 
-    name: str = AX
+    one_thread: bool = True
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        import torch
+
+        self.name = AX if self.one_thread else f"{AX} ({torch.get_num_threads()} threads)"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """What tells its cached runs apart (``RunCache.key``)."""
+        return {"torch_threads": 1} if self.one_thread else {}
+
+    def _threads(self) -> AbstractContextManager[None]:
+        return torch_on_one_thread() if self.one_thread else nullcontext()
 
     @staticmethod
     def client(problem: Problem, seed: int) -> Any:
@@ -318,13 +344,13 @@ class Ax:
     def run(self, problem: Problem, seed: int, evals: int) -> Run:
         planning = Stopwatch()
         run = Run()
-        with planning():
+        with planning(), self._threads():
             client = self.client(problem, seed)
         for _ in range(evals):
-            with planning():
+            with planning(), self._threads():
                 ((index, parameters),) = client.get_next_trials(max_trials=1).items()
             outcome = problem.evaluate(dict(parameters))
-            with planning():
+            with planning(), self._threads():
                 self._tell(client, index, outcome)
             run.record(problem, outcome)
         run.plan_seconds = planning.seconds
@@ -336,6 +362,12 @@ class Ax:
         """The first proposal from Ax's model: attached trials count towards its initialisation,
         but it still steps through its centre and Sobol nodes once each (their trials are
         abandoned, untimed) before its model proposes."""
+        with self._threads():
+            return self._time_proposal(problem, recipes, outcomes, seed)
+
+    def _time_proposal(
+        self, problem: Problem, recipes: list[Recipe], outcomes: list[dict[str, Any]], seed: int
+    ) -> float:
         client = self.client(problem, seed)
         for recipe, outcome in zip(recipes, outcomes, strict=True):
             self._tell(client, client.attach_trial(parameters=dict(recipe)), outcome)
@@ -510,6 +542,29 @@ def bench_timing(
     return rows
 
 
+def differ(rows: list[list[str]], row: list[str]) -> bool:
+    """Whether Ax's time in ``row`` (at torch's default threads) and its one-thread time at the
+    same N differ by more than ``THREADS_DIFFER`` (or either is missing)."""
+    one = next((r[2] for r in rows if r[0] == row[0] and r[1] == AX), "-")
+    if "-" in (one, row[2]):
+        return True
+    ratio = float(row[2]) / max(float(one), 1e-9)
+    return not 1 / THREADS_DIFFER <= ratio <= THREADS_DIFFER
+
+
+def threads_note(rows: list[list[str]]) -> str:
+    """Which torch thread setting each timing row ran under."""
+    note = f"every planner here, {AX} included, ran with torch on 1 thread (ours pin it)"
+    default = [row for row in rows if row[1].startswith(f"{AX} (")]
+    if not default:
+        return note + f"; torch's default is {threads()['torch']} thread(s), the same setting"
+    shown = sum(differ(rows, row) for row in default)
+    return (
+        note + f"; '{default[0][1]}' is {AX} at torch's default threads, shown where it differs "
+        f"from its 1-thread time by more than {THREADS_DIFFER:g}x ({shown} of {len(default)} N)"
+    )
+
+
 def parse_options(
     items: list[str], problems: list[str], planners: list[str]
 ) -> dict[tuple[str, str], dict[str, Any]]:
@@ -588,7 +643,8 @@ def main(argv: list[str] | None = None) -> None:
         "Sobol, 5 trials, then its modular BoTorch model), untuned; failures marked failed",
         "regret: reference - best value found so far, mean ± sd over runs; best: best value "
         "found; failed: failed evaluations per run; plan_s: wall time inside the planner per "
-        "run (build, ask, tell), evaluations excluded",
+        "run (build, ask, tell), evaluations excluded, with torch on 1 thread for every planner "
+        f"({AX} included: ours pin it while planning)",
         "p-values: one-sided, unpaired (Welch t-test and Mann-Whitney U) for a planner's regret "
         f"being lower than {AX}'s; with few runs they are a guide, not a verdict",
         f"target: {TARGET_PLANNER}'s mean regret after {TARGET_EVALS} Hartmann6 evaluations no "
@@ -631,20 +687,23 @@ def main(argv: list[str] | None = None) -> None:
         checkpoints = sorted(args.electrode_evals)
         print_regret(problem, runs, checkpoints, 1, note, title, cache, notes, tables)
     if "timing" in problems:
-        rows = bench_timing(hartmann6(), contenders("timing", timing_names), args.timing_sizes)
+        timed = contenders("timing", timing_names)
+        if AX in timing_names and threads()["torch"] != 1:
+            timed.append(Ax(one_thread=False))
+        rows = bench_timing(hartmann6(), timed, args.timing_sizes)
         note = (
             "proposal_s: wall time of one ask(1) (ours: the first after warm-starting with "
             f"the observations) or of {AX}'s first get_next_trials(1) from its model (after "
             "attaching and completing them as trials; its centre and Sobol steps are "
             "skipped, untimed), model fitting included; one call each, on uniformly random "
-            "Hartmann6 observations (seed N)"
+            "Hartmann6 observations (seed N); " + threads_note(rows)
         )
         columns = ("N", "planner", "proposal_s", "target", "note")
         print()
         print_comments({}, [note])
         print_table(
             columns,
-            rows,
+            [row for row in rows if not row[1].startswith(f"{AX} (") or differ(rows, row)],
             {"N", "proposal_s"},
             group=1,
             title="proposal wall time after N observations (hartmann6)",
