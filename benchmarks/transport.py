@@ -184,7 +184,7 @@ def bench_chain(
         start = time.perf_counter()
         result = chain.evaluate(micro)
         row.seconds = time.perf_counter() - start
-        row.stages_s, row.ok, row.note = result.timings_s, result.ok, result.reason
+        row.stages_s, row.ok, row.note = result.timings_s, result.ok, result.problem
         results[size] = result
     return rows, results
 

@@ -208,7 +208,7 @@ def _unconverged(diagnostics: Properties) -> dict[str, float]:
     return {stem: diagnostics[f"{stem}_residual"] for stem in stems}
 
 
-def _cap(max_iterations: int | None) -> dict[str, int]:
+def _cap(max_iterations: int | None) -> dict[str, Any]:
     """The solver option that caps iterations, left to the solver's default when None."""
     return {} if max_iterations is None else {"max_iterations": max_iterations}
 
