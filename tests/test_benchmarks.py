@@ -63,3 +63,28 @@ def test_ax_at_default_threads_is_shown_only_where_it_differs() -> None:
     assert [differ(rows, row) for row in rows[1::2]] == [False, True]
     assert "'ax (4 threads)' is ax at torch's default threads" in threads_note(rows)
     assert "(1 of 2 N)" in threads_note(rows)
+
+
+@pytest.mark.parametrize(
+    ("closed", "lab_only", "verdict"),
+    [
+        ([5, 8, 9], [20, 25, None], "8 vs 25, met"),
+        ([12, 14, None], [20, 25, 26], "14 vs 25, MISSED"),
+        ([15, 15, None], [None, None, 3], "15 vs >30, met"),  # lab-only's half is at least 15.5
+        ([16, 16, 16], [None, None, None], "16 vs >30, undetermined"),
+        ([None, None, 4], [None, None, 3], ">30 vs >30, n/a"),
+    ],
+)
+def test_a_campaign_that_never_comes_within_2_percent_counts_as_needing_more(
+    closed: list[int | None], lab_only: list[int | None], verdict: str
+) -> None:
+    from benchmarks.campaign import summarise
+
+    runs = [
+        {"strategy": strategy, "found_after": found, "best_after": {10: 1.0, 20: 1.0, 30: 1.0}}
+        for strategy, founds in (("closed loop", closed), ("lab-only BO", lab_only))
+        for found in founds
+    ] + [{"strategy": "Sobol", "found_after": None, "best_after": {10: 1.0, 20: None, 30: None}}]
+    rows, notes = summarise(runs, {"value": 800.0, "evaluations": 300}, samples=30)
+    assert verdict in notes[1]
+    assert rows[2][1:3] == ["0/1", ">30"]
