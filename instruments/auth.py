@@ -218,9 +218,7 @@ class AllowList:
                 return
             if len(self._logged) >= 1024:  # many strangers: forget those logged long ago
                 self._logged = {
-                    key: at
-                    for key, at in self._logged.items()
-                    if now - at < REFUSAL_LOG_PERIOD_S
+                    key: at for key, at in self._logged.items() if now - at < REFUSAL_LOG_PERIOD_S
                 }
             self._logged[client_key] = now
         log.warning(
