@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from poreloop.instruments.auth import check_loopback
 from poreloop.instruments.errors import InstrumentError
-from poreloop.instruments.server.options import ServerOptions
+from poreloop.instruments.server.options import ServerOptions, journal_under
 from poreloop.registry import did_you_mean, validation_summary
 
 LAB_SETTINGS = ("lab_dir", "seed", "time_scale")
@@ -66,6 +66,14 @@ class LabConfig(BaseModel):
         twice = sorted({kind for kind in kinds if kinds.count(kind) > 1})
         if twice:
             raise ValueError(f"one server per kind, got {twice} more than once; drop the repeats")
+        bound: dict[str, str] = {}
+        for instrument in self.instruments:
+            if not instrument.bind.endswith(":*") and instrument.bind in bound:
+                raise ValueError(
+                    f"{bound[instrument.bind]} and {instrument.kind} both bind "
+                    f"{instrument.bind}; give each its own port (or port * for a free one)"
+                )
+            bound[instrument.bind] = instrument.kind
         if self.keys is None:
             for instrument in self.instruments:
                 try:
@@ -75,7 +83,7 @@ class LabConfig(BaseModel):
         return self
 
     def journal(self, instrument: InstrumentConfig) -> Path:
-        return self.lab_dir / "journals" / f"{instrument.kind}.sqlite"
+        return journal_under(self.lab_dir, instrument.kind)
 
     def backend_options(self, instrument: InstrumentConfig) -> dict[str, Any]:
         """The lab settings its backend's constructor takes, then the instrument's own options."""
@@ -118,6 +126,7 @@ def server_command(config: LabConfig, instrument: InstrumentConfig) -> list[str]
         backend=instrument.backend,
         options=config.backend_options(instrument),
         bind=instrument.bind,
+        lab_dir=config.lab_dir,
         journal=config.journal(instrument),
         keys=config.keys,
         approval=instrument.approval,

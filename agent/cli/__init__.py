@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from typing import NoReturn
 
 from poreloop.agent.cli import campaign, critic, instrument, lab, twin
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="A closed-loop lab for porous energy materials.",
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {version('poreloop')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(commands)

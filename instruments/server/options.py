@@ -9,6 +9,7 @@ spelled once, here.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,14 @@ class ServerOptions(BaseModel):
         default="tcp://127.0.0.1:5555",
         description="ZeroMQ endpoint (tcp://127.0.0.1:5555; port * takes a free one)",
     )
+    lab_dir: Path = Field(
+        default=Path("lab"),
+        description="the lab's folder: what its simulated instruments make and measure, and the "
+        "journal (./lab)",
+    )
     journal: Path | None = Field(
-        default=None, description="exactly-once journal (SQLite); default KIND-journal.sqlite"
+        default=None,
+        description="exactly-once journal (SQLite); default LAB_DIR/journals/KIND.sqlite",
     )
     keys: Path | None = Field(
         default=None,
@@ -89,13 +96,22 @@ class ServerOptions(BaseModel):
 
     @property
     def journal_path(self) -> Path:
-        return self.journal if self.journal is not None else Path(f"{self.kind}-journal.sqlite")
+        return self.journal if self.journal is not None else journal_under(self.lab_dir, self.kind)
 
     def backend_options(self) -> dict[str, Any]:
-        """The keyword arguments of the backend: ``options``, and ``time_scale`` when set."""
-        if self.time_scale is None:
-            return dict(self.options)
-        return {**self.options, "time_scale": self.time_scale}
+        """The keyword arguments of the backend: ``options``, ``time_scale`` when set, and the
+        lab folder where a simulated backend keeps its samples (unless ``options`` names one)."""
+        from poreloop.instruments.sim import SIMULATED
+
+        options = dict(self.options)
+        if self.time_scale is not None:
+            options["time_scale"] = self.time_scale
+        simulated = (
+            SIMULATED[self.kind] if self.backend == "sim" and self.kind in SIMULATED else None
+        )
+        if simulated is not None and "lab_dir" in inspect.signature(simulated).parameters:
+            options.setdefault("lab_dir", str(self.lab_dir))
+        return options
 
     def faults(self) -> Faults:
         """The faults these options inject (none by default)."""
@@ -145,6 +161,11 @@ class ServerOptions(BaseModel):
                 text = json.dumps(value) if isinstance(value, dict) else str(value)
                 argv.append(f"{_flag(name)}={text}")
         return argv
+
+
+def journal_under(lab_dir: Path, kind: str) -> Path:
+    """Where the journal of an instrument of ``kind`` lives in its lab's folder."""
+    return lab_dir / "journals" / f"{kind}.sqlite"
 
 
 def _flag(name: str) -> str:

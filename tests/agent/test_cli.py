@@ -54,6 +54,13 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--set KEY=VALUE" in out
 
 
+def test_version_is_the_installed_one(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    code, out, _ = run(capsys, "--version")
+    assert (code, out.strip()) == (0, f"poreloop {version('poreloop')}")
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -151,6 +151,22 @@ def test_bad_config_exits_2_with_one_line(
     assert len(err.strip().splitlines()) == 1 and named in err
 
 
+def test_two_servers_on_one_port_are_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    instruments = [
+        {"kind": "robot", "bind": "tcp://127.0.0.1:5555"},
+        {"kind": "cycler", "bind": "tcp://127.0.0.1:*"},
+        {"kind": "inspector", "bind": "tcp://127.0.0.1:*"},  # free ports: never a clash
+        {"kind": "oven", "bind": "tcp://127.0.0.1:5555"},
+    ]
+    path = tmp_path / "lab.yaml"
+    path.write_text(yaml.safe_dump({"lab_dir": "lab", "instruments": instruments}))
+    assert main(["lab", "up", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "robot and oven both bind tcp://127.0.0.1:5555" in err[0]
+
+
 def test_lab_settings_reach_the_backend_options(tmp_path: Path) -> None:
     config = load_lab_config(_write_config(tmp_path, "tcp://127.0.0.1:5555", approval=True))
     (oven,) = config.instruments

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from poreloop.instruments.backends import make_instrument
 from poreloop.instruments.base import Action
 from poreloop.instruments.errors import InstrumentError
 from poreloop.instruments.server import (
@@ -18,6 +19,7 @@ from poreloop.instruments.server import (
     ready_line,
 )
 from poreloop.instruments.server.control import CONTROL_ACTIONS, Control
+from poreloop.instruments.sim import SIMULATED
 from poreloop.instruments.sim.oven import DryParams, DryResult, SimOven
 
 
@@ -49,9 +51,24 @@ def test_every_option_survives_the_command_line(tmp_path: Path) -> None:
 def test_left_out_options_take_their_defaults() -> None:
     options = _parse(["oven"])
     assert options == ServerOptions(kind="oven") and options.argv() == ["oven"]
-    assert options.journal_path == Path("oven-journal.sqlite")
+    assert options.journal_path == Path("lab/journals/oven.sqlite")
     assert options.faults() == Faults()
     assert options.backend_options() == {}
+
+
+@pytest.mark.parametrize("kind", list(SIMULATED))
+def test_every_simulated_kind_serves_on_its_own(tmp_path: Path, kind: str) -> None:
+    """No lab config needed: the lab folder (``--lab-dir``, default ./lab) reaches the backends
+    that keep samples there, and the journal goes under it, never into the working folder."""
+    options = _parse([kind, "--lab-dir", str(tmp_path / "lab")])
+    assert options.journal_path == tmp_path / "lab" / "journals" / f"{kind}.sqlite"
+    instrument = make_instrument(kind, options.backend, **options.backend_options())
+    assert instrument.kind == kind
+
+
+def test_a_lab_folder_given_in_the_options_wins(tmp_path: Path) -> None:
+    options = _parse(["robot", "--options", json.dumps({"lab_dir": str(tmp_path)})])
+    assert options.backend_options() == {"lab_dir": str(tmp_path)}
 
 
 def test_time_scale_joins_the_backend_options() -> None:
