@@ -120,6 +120,14 @@ class LabSettings(_Strict):
             missing = sorted({"robot", "inspector", "tomograph", "cycler"} - set(self.endpoints))
             if missing:
                 raise ValueError(f"lab.endpoints lacks {missing}")
+            from poreloop.instruments.client import check_endpoint
+            from poreloop.instruments.errors import InstrumentError
+
+            for kind, endpoint in self.endpoints.items():
+                try:
+                    check_endpoint(endpoint)
+                except InstrumentError as error:
+                    raise ValueError(f"lab.endpoints.{kind}: {error}") from None
         return self
 
 

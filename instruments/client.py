@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 import time
 import uuid
@@ -114,6 +115,20 @@ class _Call:
         return None
 
 
+_ENDPOINT = re.compile(r"tcp://(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):(\d{1,5})")
+
+
+def check_endpoint(endpoint: str) -> str:
+    """``endpoint`` if it is ``tcp://HOST:PORT``; else one line saying what was expected (ZeroMQ
+    itself answers a bad address with a bare 'Invalid argument')."""
+    found = _ENDPOINT.fullmatch(endpoint)
+    if found is None or not 0 < int(found.group(2)) < 65536:
+        raise InstrumentError(
+            f"expected an endpoint like tcp://127.0.0.1:5555 (tcp://HOST:PORT), got '{endpoint}'"
+        )
+    return endpoint
+
+
 class InstrumentClient:
     """Talk to one instrument server at ``endpoint`` (``tcp://127.0.0.1:5555``).
 
@@ -139,7 +154,7 @@ class InstrumentClient:
                 f"expected 0 < retry_s < liveness_s, got retry_s={retry_s}, "
                 f"liveness_s={liveness_s}; retry at least once before declaring the server dead"
             )
-        self.endpoint = endpoint
+        self.endpoint = check_endpoint(endpoint)
         self.instrument = instrument
         self.holder = holder
         self.retry_s = retry_s

@@ -75,6 +75,19 @@ def test_a_lab_is_simulated_or_running_not_both(tmp_path: Path) -> None:
     assert any("give exactly one of lab.simulated" in line for line in lines)
 
 
+def test_a_lab_endpoint_that_is_no_tcp_address_is_named(tmp_path: Path) -> None:
+    endpoints = {
+        kind: f"tcp://127.0.0.1:{5555 + i}"
+        for i, kind in enumerate(("robot", "inspector", "tomograph", "cycler"))
+    }
+    endpoints["cycler"] = "http://127.0.0.1:5558"
+    lines = _problems(
+        tmp_path,
+        f"objectives: {{energy_density_wh_l_1c: max}}\nlab: {{endpoints: {endpoints}}}\n",
+    )
+    assert any("lab.endpoints.cycler: expected an endpoint like tcp://" in line for line in lines)
+
+
 def test_a_missing_or_unreadable_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml")

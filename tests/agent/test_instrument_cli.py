@@ -114,6 +114,12 @@ def test_serve_and_call_with_keys(
         (["call", "tcp://127.0.0.1:1", "dry", "--params", "[1]"], "got a list"),
         (["serve", "ovn"], "did you mean 'oven'"),
         (["serve", "oven", "--bind", "tcp://0.0.0.0:5555"], "loopback"),
+        (["call", "127.0.0.1:5555", "status"], "expected an endpoint like tcp://"),
+        (["call", "tcp://127.0.0.1", "status"], "(tcp://HOST:PORT), got 'tcp://127.0.0.1'"),
+        (["call", "http://127.0.0.1:5555", "status"], "got 'http://127.0.0.1:5555'"),
+        (["approve", "localhost:1", "--list"], "expected an endpoint like tcp://"),
+        (["call", "tcp://127.0.0.1:1", "status", "--timeout", "0"], "positive number of seconds"),
+        (["approve", "tcp://127.0.0.1:1", "--timeout", "-1"], "positive number of seconds"),
     ],
 )
 def test_mistakes_are_one_line(
