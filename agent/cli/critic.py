@@ -34,7 +34,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--phases",
         type=phase_names,
-        help="name the phase ids, e.g. 0=pore,85=active,170=cbd (id 0 should be pore)",
+        help="name the phase ids, e.g. 85=active,170=cbd,0=pore (the phase named pore is the "
+        "pore space, whatever its id)",
     )
     evaluate.add_argument("--axes", type=axes, help="axes to solve along, e.g. z or x,y,z")
     evaluate.add_argument(

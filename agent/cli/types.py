@@ -42,7 +42,11 @@ def phase_names(text: str) -> dict[int, str]:
             raise argparse.ArgumentTypeError(
                 f"expected ID=NAME,... like 0=pore,1=solid, got '{text}'"
             )
+        if int(key) in names:
+            raise argparse.ArgumentTypeError(f"phase id {int(key)} is named twice in '{text}'")
         names[int(key)] = name.strip()
+    if len(set(names.values())) < len(names):
+        raise argparse.ArgumentTypeError(f"a phase name is given to two ids in '{text}'")
     return names
 
 

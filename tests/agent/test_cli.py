@@ -54,6 +54,20 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--set KEY=VALUE" in out
 
 
+@pytest.mark.parametrize(
+    ("phases", "named"),
+    [
+        ("0=pore,0=active", "phase id 0 is named twice"),
+        ("0=pore,1=pore", "a phase name is given to two ids"),
+    ],
+)
+def test_phases_are_checked_before_anything_is_read(
+    capsys: pytest.CaptureFixture[str], phases: str, named: str
+) -> None:
+    code, _, err = run(capsys, "critic", "evaluate", "missing.tif", "--phases", phases)
+    assert code == 2 and named in err and err.count("\n") == 1
+
+
 def test_version_is_the_installed_one(capsys: pytest.CaptureFixture[str]) -> None:
     from importlib.metadata import version
 
@@ -248,7 +262,7 @@ def test_generate_with_a_reference(
             r"breaks the constraint 1\*solid_fraction \+ 0.01\*n_grains <= 1.2",
         ),
         (["toy_field", "--shape", "32,4,16"], r"at least 8 voxels, got \(32, 4, 16\)"),
-        (["toy_field", "--shape", "32,32"], r"makes \(3,\)-D boxes, got shape \(32, 32\)"),
+        (["toy_field", "--shape", "32,32"], r"makes 3-D boxes, got the 2-D shape \(32, 32\)"),
         (["toy_field", "--reference", "measured.tif"], r"twin 'toy_field' takes no --reference"),
         (["toy_reference"], r"twin 'toy_reference' needs a measured structure: add --reference"),
         (["toy_reference", "--reference", "absent.tif"], r"no such file: 'absent.tif'"),

@@ -29,7 +29,7 @@ PSD_BINS = 16
 fewer voxels of radius than this, else geometrically spaced (same relative resolution)."""
 
 PORE = 0
-"""Phase id of the pore space in every microstructure."""
+"""Phase id of the pore space where no phase is named ``pore`` (a foreign file's ``phase_0``)."""
 
 _FAR16 = np.iinfo(np.int16).max // 2
 """'No seed in reach' in the int16 parabola sweeps; -_FAR16 - r**2 must not wrap."""
@@ -344,9 +344,10 @@ def morphology(micro: Microstructure) -> dict[str, float]:
         raise CriticError(
             f"phase names {micro.phases} clash once lower-cased as keys — rename the phases"
         )
+    pore = next((pid for pid, name in micro.phases.items() if name == "pore"), PORE)
     volume = labels.size * voxel**3
     fractions = np.bincount(labels.ravel(), minlength=256) / labels.size
-    result = {"porosity": float(fractions[PORE])}
+    result = {"porosity": float(fractions[pore])}
     result |= {f"fraction_{name}": float(fractions[pid]) for pid, name in names.items()}
 
     interfaces = interface_areas_um2(labels, voxel)
@@ -354,12 +355,12 @@ def morphology(micro: Microstructure) -> dict[str, float]:
     for (a, b), area in interfaces.items():
         surface[a] += area
         surface[b] += area
-    result["ssa_per_um"] = surface.get(PORE, 0.0) / volume
+    result["ssa_per_um"] = surface.get(pore, 0.0) / volume
     result |= {f"ssa_{name}_per_um": surface[pid] / volume for pid, name in names.items()}
     for a, b in combinations(names, 2):
         result[f"ssa_{names[a]}_{names[b]}_per_um"] = interfaces.get((a, b), 0.0) / volume
 
-    radii_um, share = pore_size_distribution(labels, voxel, PORE)
+    radii_um, share = pore_size_distribution(labels, voxel, pore)
     result["mean_pore_radius_um"] = float(radii_um @ share)
     median = radii_um[np.searchsorted(np.cumsum(share), 0.5)] if share.size else 0.0
     result["d50_pore_diameter_um"] = 2 * float(median)

@@ -90,7 +90,10 @@ class Twin(ABC):
         except (TypeError, ValueError):
             raise TwinError(f"shape must be a tuple of integers, got {shape!r}") from None
         if len(shape) not in self.dims:
-            raise TwinError(f"twin '{self.name}' makes {self.dims}-D boxes, got shape {shape}")
+            made = " or ".join(f"{n}-D" for n in self.dims)
+            raise TwinError(
+                f"twin '{self.name}' makes {made} boxes, got the {len(shape)}-D shape {shape}"
+            )
         if min(shape) < MIN_EDGE:
             raise TwinError(
                 f"every edge of the box must be at least {MIN_EDGE} voxels, got {shape}"

@@ -351,3 +351,15 @@ def test_absent_phase_scores_zero_explicitly():
 def test_bad_input_is_refused_with_a_critic_error(call, message):
     with pytest.raises(CriticError, match=message):
         call()
+
+
+def test_the_pore_is_found_by_its_name_not_its_id():
+    """A scan's grey levels become ids in any order: the same structure with the pore at id 2
+    scores the same porosity, surface and pore sizes."""
+    labels = three_blocks((10, 12, 14), 4, 7)
+    at_zero = morphology(micro(labels, {0: "pore", 1: "active", 2: "cbd"}))
+    moved = np.choose(labels, [2, 0, 1]).astype(np.uint8)  # pore 0 -> 2, active 1 -> 0, cbd 2 -> 1
+    at_two = morphology(micro(moved, {2: "pore", 0: "active", 1: "cbd"}))
+    for key in ("porosity", "ssa_per_um", "mean_pore_radius_um", "d50_pore_diameter_um"):
+        assert at_two[key] == pytest.approx(at_zero[key]), key
+    assert at_two["porosity"] == pytest.approx(np.mean(labels == 0))
