@@ -80,6 +80,7 @@ def test_time_scale_joins_the_backend_options() -> None:
     ("argv", "named"),
     [
         (["oven", "--heartbeat-s", "0"], "heartbeat_s: Input should be greater than 0"),
+        (["oven", "--time-scale", "-1"], "time_scale: Input should be greater than 0"),
         (["oven", "--options", "{bad"], "options: expected a JSON object, got '{bad'"),
         (["oven", "--options", "[1]"], "options: expected a JSON object, got a list"),
         (["oven", "--crash-at-fraction", "2"], "crash_at_fraction: Input should be less"),
