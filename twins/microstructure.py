@@ -21,6 +21,10 @@ from poreloop.twins.errors import TwinError
 _FORMAT = "poreloop.microstructure/1"
 
 
+ASSUMED_VOXEL_SIZE_UM = 1.0
+"""The voxel size of a file that stores none and was given none (recorded as assumed)."""
+
+
 class Provenance(BaseModel):
     """Where a structure came from: the twin, the recipe and seed it was made with."""
 
@@ -31,6 +35,8 @@ class Provenance(BaseModel):
     seed: int | None = None
     version: str = ""
     source: str = ""
+    assumed: dict[str, float] = {}
+    """What reading the file had to assume because it did not say (``voxel_size_um``)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,7 +112,8 @@ class Microstructure:
         """Read a file written by ``save`` or a foreign segmented TIFF stack.
 
         A foreign file's phase ids get names ``phase_<id>``; ``voxel_size_um`` overrides the
-        size stored in the file (foreign files often carry none).
+        size stored in the file (foreign files often carry none: then 1 µm is assumed and
+        recorded in ``provenance.assumed``).
         """
         path = Path(path)
         if not path.is_file():
@@ -132,7 +139,13 @@ class Microstructure:
         else:
             phases = {int(v): f"phase_{v}" for v in np.unique(labels)}
             provenance = Provenance(source=str(path))
-        size = voxel_size_um if voxel_size_um is not None else (stored_size or 1.0)
+        assumed = dict(provenance.assumed)
+        if voxel_size_um is not None:  # given now: no longer an assumption
+            assumed.pop("voxel_size_um", None)
+        size = voxel_size_um if voxel_size_um is not None else stored_size
+        if not size:  # a physical scale nobody gave: assume one, and say so wherever it is used
+            size = assumed["voxel_size_um"] = ASSUMED_VOXEL_SIZE_UM
+        provenance = provenance.model_copy(update={"assumed": assumed})
         return cls(labels, float(size), phases, provenance)
 
     def _meta(self) -> dict[str, Any]:

@@ -469,3 +469,22 @@ def test_generate_reconstruct_shows_its_sweeps_unless_quiet(tmp_path, capsys):
     ] == [1, 2, 3, 4, 5]
     assert main([*argv, "--quiet"]) == 0
     assert capsys.readouterr().err.count("reconstruct: sweep") == 0
+
+
+def test_a_voxel_size_nobody_gave_is_said_to_be_assumed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A foreign stack without a voxel size: the 1 µm assumed is said on stderr and in the JSON;
+    --voxel-size-um replaces it and the warning goes."""
+    import tifffile
+
+    labels = np.zeros((16, 16, 16), dtype=np.uint8)
+    labels[:, :, 8:] = 1
+    tifffile.imwrite(tmp_path / "foreign.tif", np.moveaxis(labels, 2, 0))
+    path = str(tmp_path / "foreign.tif")
+    code, out, err = run(capsys, "critic", "evaluate", path, "--json")
+    assert code == 0 and "stores no voxel size: assumed 1 µm" in err
+    assert json.loads(out)["assumed"] == {"voxel_size_um": 1.0}
+    code, out, err = run(capsys, "critic", "evaluate", path, "--json", "--voxel-size-um", "0.5")
+    assert (code, err) == (0, "") and json.loads(out)["assumed"] == {}
+    assert json.loads(out)["voxel_size_um"] == 0.5
