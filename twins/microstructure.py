@@ -141,9 +141,11 @@ class Microstructure:
             provenance = Provenance(source=str(path))
         assumed = dict(provenance.assumed)
         if voxel_size_um is not None:  # given now: no longer an assumption
+            size = voxel_size_um
             assumed.pop("voxel_size_um", None)
-        size = voxel_size_um if voxel_size_um is not None else stored_size
-        if not size:  # a physical scale nobody gave: assume one, and say so wherever it is used
+        elif stored_size:
+            size = stored_size
+        else:  # a physical scale nobody gave: assume one, and say so wherever it is used
             size = assumed["voxel_size_um"] = ASSUMED_VOXEL_SIZE_UM
         provenance = provenance.model_copy(update={"assumed": assumed})
         return cls(labels, float(size), phases, provenance)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from poreloop.agent.cli.types import axes, phase_names, positive_int
+from poreloop.agent.cli.types import axes, phase_names, positive_float, positive_int
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--axes", type=axes, help="axes to solve along, e.g. z or x,y,z")
     evaluate.add_argument(
-        "--voxel-size-um", type=float, help="voxel size in µm, overriding the file's"
+        "--voxel-size-um", type=positive_float, help="voxel size in µm, overriding the file's"
     )
     evaluate.add_argument(
         "--max-iterations",

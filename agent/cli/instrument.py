@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poreloop.agent.cli.progress import StatusLine
-from poreloop.agent.cli.types import json_object, positive_seconds
+from poreloop.agent.cli.types import json_object, positive_float
 
 if TYPE_CHECKING:
     from poreloop.instruments.protocol import Progress
@@ -69,7 +69,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         default={},
         help="action params as a JSON object, e.g. '{\"duration_s\": 60}'",
     )
-    call.add_argument("--timeout", type=positive_seconds, default=60.0, help="seconds to wait (60)")
+    call.add_argument("--timeout", type=positive_float, default=60.0, help="seconds to wait (60)")
     call.add_argument(
         "--keys",
         type=Path,
@@ -113,7 +113,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="the approver's holder name (person:$USER)",
     )
     approve.add_argument(
-        "--timeout", type=positive_seconds, default=10.0, help="seconds to wait (10)"
+        "--timeout", type=positive_float, default=10.0, help="seconds to wait (10)"
     )
     approve.add_argument(
         "--keys",

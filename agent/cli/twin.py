@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poreloop.agent.cli.progress import StatusLine
-from poreloop.agent.cli.types import key_value, positive_int, shape
+from poreloop.agent.cli.types import key_value, positive_float, positive_int, shape
 
 if TYPE_CHECKING:
     from poreloop.twins.microstructure import Microstructure
@@ -95,7 +95,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     show.add_argument(
         "--voxel-size-um",
-        type=float,
+        type=positive_float,
         help="voxel size in µm, overriding the file's (foreign files often carry none)",
     )
     show.set_defaults(run=twin_show)

@@ -132,9 +132,9 @@ class Encoding:
 
 FIT_STEPS = 300
 """L-BFGS steps for the GP hyperparameters. The marginal likelihood is flat near its optimum:
-on a 270-point campaign model, 300 steps came within 0.5 % per point of the converged value in
-3 s, where running to convergence took 10 s for the objective and 73 s (7,600 steps) for the
-success GP, whose 0/1 labels it crawls along."""
+on a 270-point campaign model, 300 steps took 3 s a GP and came within 0.5 % per point of the
+converged value for the objective (10 s to converge) and 4 % for the success GP, whose 0/1
+labels L-BFGS otherwise crawls along for 7,600 steps (73 s)."""
 
 
 @dataclass

@@ -118,8 +118,14 @@ def test_serve_and_call_with_keys(
         (["call", "tcp://127.0.0.1", "status"], "(tcp://HOST:PORT), got 'tcp://127.0.0.1'"),
         (["call", "http://127.0.0.1:5555", "status"], "got 'http://127.0.0.1:5555'"),
         (["approve", "localhost:1", "--list"], "expected an endpoint like tcp://"),
-        (["call", "tcp://127.0.0.1:1", "status", "--timeout", "0"], "positive number of seconds"),
-        (["approve", "tcp://127.0.0.1:1", "--timeout", "-1"], "positive number of seconds"),
+        (
+            ["call", "tcp://127.0.0.1:1", "status", "--timeout", "0"],
+            "--timeout: expected a positive number",
+        ),
+        (
+            ["approve", "tcp://127.0.0.1:1", "--timeout", "-1"],
+            "--timeout: expected a positive number",
+        ),
     ],
 )
 def test_mistakes_are_one_line(

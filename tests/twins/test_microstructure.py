@@ -191,3 +191,13 @@ def test_phase_id(micro: Microstructure) -> None:
     assert micro.phase_id("cbd") == 2
     with pytest.raises(TwinError, match="no phase named 'binder'"):
         micro.phase_id("binder")
+
+
+def test_a_voxel_size_given_as_zero_is_refused_not_taken_as_none(tmp_path: Path) -> None:
+    labels = np.zeros((8, 8, 8), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "foreign.tif", labels)
+    assert Microstructure.load(tmp_path / "foreign.tif").provenance.assumed == {
+        "voxel_size_um": 1.0
+    }
+    with pytest.raises(TwinError, match="positive"):
+        Microstructure.load(tmp_path / "foreign.tif", voxel_size_um=0.0)
