@@ -135,8 +135,9 @@ def virtual_scan_metrics(
     twin: Any, recipe: Recipe, sample: MeasuredSample, rng: np.random.Generator
 ) -> dict[str, float]:
     """The metrics of the twin's structure for ``recipe``, scanned and segmented as the lab's."""
-    from poreloop.instruments.tomography import render, segment_electrode
+    from poreloop.instruments.tomography import render
     from poreloop.twins.critics.morphology import morphology
+    from poreloop.twins.critics.segmentation import segment
 
     shape = sample.shape
     if "particle_radius_um" in recipe:  # the in-plane box must hold three particle radii
@@ -144,7 +145,7 @@ def virtual_scan_metrics(
         shape = (max(shape[0], edge), max(shape[1], edge), shape[2])
     micro = twin.generate(recipe, shape=shape, seed=sample.seed)
     grey = render(micro, sample.voxel_size_um, sample.exposure_s, rng)
-    return structure_metrics(morphology(segment_electrode(grey, sample.voxel_size_um)))
+    return structure_metrics(morphology(segment(grey, twin.phases, sample.voxel_size_um)))
 
 
 def fit(twin: Any, samples: Sequence[MeasuredSample]) -> Calibration:

@@ -354,10 +354,10 @@ class Campaign:
     def _measure(self, sample: dict[str, Any], scan: dict[str, Any]) -> dict[str, Any]:
         """A scan segmented and scored by the critics (runs on the tomograph's thread); failed
         where a stage could not score it or a solve did not converge."""
-        from poreloop.instruments.tomography import scan_microstructure
         from poreloop.twins.critics.chain import get_chain
+        from poreloop.twins.critics.segmentation import segment_file
 
-        micro = scan_microstructure(scan["path"])
+        micro = segment_file(scan["path"], self.twin.phases)
         path = self.out / "structures" / f"sample-{sample['id']}.npz"
         micro.save(path)
         result = get_chain(self.config.screening.chain).evaluate(

@@ -1,4 +1,4 @@
-"""X-ray tomography of electrodes: how a structure becomes a grey-value stack, and back.
+"""X-ray tomography of electrodes: how a structure becomes a grey-value stack.
 
 The image formation is the CT's own physics, which a lab characterises with phantoms (point
 spread, noise per exposure, grey calibration), so both the simulated tomograph and the
@@ -15,8 +15,8 @@ with a scan like with like (a virtual scan), where segmentation bias cancels.
 5. optionally ring artefacts: miscalibrated detector columns give rings of fixed radius about the
    rotation axis (axis 2, through the electrode thickness) in every slice.
 
-Stacks are ImageJ uint16 TIFFs (``write_scan``/``read_scan``); ``segment`` turns one back into
-phase labels (denoise, then multi-level Otsu).
+Stacks are ImageJ uint16 TIFFs (``write_scan``); ``twins.critics.segmentation`` turns one back
+into phase labels.
 """
 
 from __future__ import annotations
@@ -26,30 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from scipy.ndimage import gaussian_filter, median_filter, uniform_filter, zoom
-from skimage.filters import threshold_multiotsu
+from scipy.ndimage import gaussian_filter, uniform_filter, zoom
 
-from poreloop.twins.microstructure import Microstructure, Provenance
-
-ATTENUATION: dict[str, float] = {
-    "pore": 0.05,
-    "cbd": 0.35,
-    "binder": 0.35,
-    "ptfe": 0.45,
-    "fibre": 0.30,
-    "active": 0.90,
-    "ysz": 0.75,
-    "ni": 0.95,
-}
-"""Relative linear attenuation of each phase name at a lab-source energy: NMC (Ni, Mn, Co) and
-nickel absorb most, carbon/PVDF and carbon fibre little, air nothing (a small offset remains
-from beam hardening). Carbon-binder domain = ``cbd``."""
-
-ELECTRODE_PHASES: dict[int, str] = {0: "pore", 1: "active", 2: "cbd"}
-ELECTRODE_GREY_ORDER: tuple[str, ...] = tuple(
-    sorted(ELECTRODE_PHASES.values(), key=ATTENUATION.__getitem__)
-)
-"""Electrode phases from darkest to brightest: what ``segment``'s classes 0, 1, 2 are."""
+from poreloop.twins.critics.segmentation import ATTENUATION
+from poreloop.twins.microstructure import Microstructure
 
 PSF_SIGMA_VOXELS = 0.8
 NOISE_AT_1S = 0.12
@@ -59,8 +39,6 @@ RING_COUNT = 4
 RING_WIDTH_VOXELS = 0.6
 GREY_RANGE = (-0.3, 1.3)
 """Attenuation mapped to uint16 0..65535 (fixed calibration, so greys compare across scans)."""
-DENOISE_SIZE = 3
-"""Median filter edge, voxels, before thresholding."""
 
 
 def noise_sigma(exposure_s: float) -> float:
@@ -119,41 +97,4 @@ def write_scan(path: Path, grey: np.ndarray, voxel_size_um: float, sample_id: st
         imagej=True,
         resolution=(1 / voxel_size_um, 1 / voxel_size_um),
         metadata={"spacing": voxel_size_um, "unit": "um", "axes": "ZYX", "Info": sample_id},
-    )
-
-
-def read_scan(path: str | Path) -> tuple[np.ndarray, float]:
-    """The grey stack ``(nx, ny, nz)`` uint16 and the voxel size (µm) of a scan file."""
-    with tifffile.TiffFile(path) as tif:
-        grey = tif.asarray()
-        spacing = float((tif.imagej_metadata or {}).get("spacing", 1.0))
-    return grey, spacing
-
-
-def segment(grey: np.ndarray, n_phases: int = 3) -> np.ndarray:
-    """Phase classes of a grey stack, 0 darkest: median denoise, then multi-level Otsu.
-
-    The stack is thresholded as floats: on integers skimage bins every grey value, and the
-    multi-level search over 65536 uint16 bins takes minutes.
-
-    grey: ``(nx, ny, nz)`` any numeric dtype; returns uint8 classes 0..n_phases-1 of that shape.
-    """
-    smooth = median_filter(grey, size=DENOISE_SIZE, mode="wrap").astype(np.float32)
-    thresholds = threshold_multiotsu(smooth, classes=n_phases)
-    return np.digitize(smooth, thresholds).astype(np.uint8)
-
-
-def scan_microstructure(path: str | Path) -> Microstructure:
-    """An electrode scan file segmented back into a Microstructure (pore, active, cbd)."""
-    grey, voxel_size_um = read_scan(path)
-    return segment_electrode(grey, voxel_size_um, source=str(path))
-
-
-def segment_electrode(grey: np.ndarray, voxel_size_um: float, source: str = "") -> Microstructure:
-    """An electrode grey stack ``(nx, ny, nz)`` as a Microstructure of pore, active and cbd."""
-    classes = segment(grey, len(ELECTRODE_GREY_ORDER))
-    ids = {name: pid for pid, name in ELECTRODE_PHASES.items()}
-    to_id = np.array([ids[name] for name in ELECTRODE_GREY_ORDER], dtype=np.uint8)
-    return Microstructure(
-        to_id[classes], voxel_size_um, ELECTRODE_PHASES, Provenance(source=source)
     )

@@ -8,6 +8,7 @@ and through ``.npz``; both keep the phase names and the provenance.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,16 @@ _FORMAT = "poreloop.microstructure/1"
 
 ASSUMED_VOXEL_SIZE_UM = 1.0
 """The voxel size of a file that stores none and was given none (recorded as assumed)."""
+
+MAX_PHASES = 16
+"""The most distinct ids a label image read from a file may hold: more is a grey image (an
+8-bit scan), which read as labels would make every grey value a phase."""
+
+SEGMENT_HINT = "segment it first: poreloop segment FILE --phases pore,active,cbd --out labels.tif"
+
+
+class GreyImageError(TwinError):
+    """A file holds grey values, not phase labels (see ``SEGMENT_HINT``)."""
 
 
 class Provenance(BaseModel):
@@ -121,7 +132,7 @@ class Microstructure:
         suffix = path.suffix.lower()
         try:
             if suffix in (".tif", ".tiff"):
-                labels, meta, stored_size = _read_tiff(path)
+                labels, meta, stored_size = read_tiff(path)
             elif suffix == ".npz":
                 with np.load(path, allow_pickle=False) as data:
                     labels, meta = data["labels"], json.loads(str(data["meta"]))
@@ -130,7 +141,7 @@ class Microstructure:
                 raise TwinError(f"cannot read '{path}': expected a .tif, .tiff or .npz file")
         except TwinError:
             raise
-        except Exception as exc:  # tifffile, zipfile and json raise many kinds on a corrupt file
+        except Exception as exc:  # zipfile and json raise many kinds on a corrupt file
             raise TwinError(f"cannot read '{path}': {type(exc).__name__}: {exc}") from None
         labels = _as_labels(labels, path)
         if meta.get("format") == _FORMAT:
@@ -139,16 +150,9 @@ class Microstructure:
         else:
             phases = {int(v): f"phase_{v}" for v in np.unique(labels)}
             provenance = Provenance(source=str(path))
-        assumed = dict(provenance.assumed)
-        if voxel_size_um is not None:  # given now: no longer an assumption
-            size = voxel_size_um
-            assumed.pop("voxel_size_um", None)
-        elif stored_size:
-            size = stored_size
-        else:  # a physical scale nobody gave: assume one, and say so wherever it is used
-            size = assumed["voxel_size_um"] = ASSUMED_VOXEL_SIZE_UM
+        size, assumed = voxel_size(voxel_size_um, stored_size, provenance.assumed)
         provenance = provenance.model_copy(update={"assumed": assumed})
-        return cls(labels, float(size), phases, provenance)
+        return cls(labels, size, phases, provenance)
 
     def _meta(self) -> dict[str, Any]:
         return {
@@ -159,16 +163,39 @@ class Microstructure:
         }
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any], float | None]:
-    """Labels, our metadata (or {}) and the stored voxel size of a TIFF file."""
-    with tifffile.TiffFile(path) as tif:
-        labels = tif.asarray()
-        ij = tif.imagej_metadata or {}
-        frame = tif.pages[0].shape
-    if "images" in ij and labels.size != int(ij["images"]) * int(np.prod(frame)):
+def voxel_size(
+    given: float | None, stored: float | None, assumed: dict[str, float]
+) -> tuple[float, dict[str, float]]:
+    """The voxel size to use (given, else stored, else ``ASSUMED_VOXEL_SIZE_UM``) and the
+    assumptions updated: a size given now is no longer one, a size nobody gave is recorded."""
+    assumed = dict(assumed)
+    if given is not None:
+        assumed.pop("voxel_size_um", None)
+        return float(given), assumed
+    if stored:
+        return float(stored), assumed
+    assumed["voxel_size_um"] = ASSUMED_VOXEL_SIZE_UM
+    return ASSUMED_VOXEL_SIZE_UM, assumed
+
+
+def read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any], float | None]:
+    """The array, our metadata (or {}) and the stored voxel size (or None) of a TIFF stack."""
+    log = logging.getLogger("tifffile")  # it logs what it cannot read; we say it in one line
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            array = tif.asarray()
+            ij = tif.imagej_metadata or {}
+            frame = tif.pages[0].shape
+    except Exception as exc:  # tifffile raises many kinds on a corrupt file
+        raise TwinError(f"cannot read '{path}': {type(exc).__name__}: {exc}") from None
+    finally:
+        log.setLevel(level)
+    if "images" in ij and array.size != int(ij["images"]) * int(np.prod(frame)):
         raise TwinError(  # tifffile returns what it can of a cut stack
             f"'{path}' is truncated or corrupt: its ImageJ header promises {ij['images']} "
-            f"images of {frame}, the file holds {labels.shape}"
+            f"images of {frame}, only {array.size // int(np.prod(frame))} could be read"
         )
     meta: dict[str, Any] = {}
     if "Info" in ij:
@@ -177,7 +204,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any], float | None]:
         except json.JSONDecodeError:
             meta = {}
     size = meta.get("voxel_size_um") or ij.get("spacing")
-    return labels, meta, size
+    return array, meta, size
 
 
 def _as_labels(labels: np.ndarray, path: Path) -> np.ndarray:
@@ -188,16 +215,22 @@ def _as_labels(labels: np.ndarray, path: Path) -> np.ndarray:
             f"'{path}' holds an array of shape {labels.shape}; expected a 2D image or 3D stack"
         )
     if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != np.bool_:
-        raise TwinError(
-            f"'{path}' holds {labels.dtype} grey values; expected a segmented label image "
-            "(integer phase ids) — segment it first"
+        raise GreyImageError(
+            f"'{path}' holds {labels.dtype} grey values, not phase ids; {SEGMENT_HINT}"
         )
     if labels.size and (labels.min() < 0 or labels.max() > 255):
-        raise TwinError(
-            f"'{path}' holds phase ids outside 0..255 (min {labels.min()}, max {labels.max()}); "
-            "expected a segmented label image"
+        raise GreyImageError(
+            f"'{path}' holds values {labels.min()}..{labels.max()}, grey values rather than "
+            f"phase ids 0..255; {SEGMENT_HINT}"
         )
-    return labels.astype(np.uint8)
+    labels = labels.astype(np.uint8)
+    distinct = np.count_nonzero(np.bincount(labels.ravel(), minlength=256))
+    if distinct > MAX_PHASES:
+        raise GreyImageError(
+            f"'{path}' holds {distinct} distinct values, more than the {MAX_PHASES} phases a "
+            f"label image may have: a grey image; {SEGMENT_HINT}"
+        )
+    return labels
 
 
 def check_writable(path: Path, suffixes: tuple[str, ...] = ()) -> None:

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from poreloop.twins.errors import TwinError
 from poreloop.twins.microstructure import Microstructure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
 
 # Okabe–Ito (colour-blind safe), pore first; tab20 extends it for label images with many phases.
 _PHASE_COLOURS = (
@@ -48,34 +53,86 @@ def scale_bar_um(width_um: float) -> float:
     return max(m * 10.0**exponent for m in (1, 2, 5) if m * 10.0**exponent <= target * 1.000001)
 
 
-def mid_slices(micro: Microstructure) -> list[Panel]:
+def mid_slices(volume: np.ndarray, voxel_size_um: float) -> list[Panel]:
     """``(title, horizontal axis, vertical axis, image)`` per panel; image ``(n_vertical, n_horizontal)``.
 
     A 3D box ``(nx, ny, nz)`` gives the xy, xz and yz planes through its centre; a 2D image
     ``(nx, ny)`` gives itself. Images are transposed so that the first named axis runs
     horizontally.
     """
-    labels, size = micro.labels, micro.voxel_size_um
-    if labels.ndim == 2:
-        return [("xy", "x", "y", labels.T)]
-    i, j, k = (n // 2 for n in labels.shape)
+    size = voxel_size_um
+    if volume.ndim == 2:
+        return [("xy", "x", "y", volume.T)]
+    i, j, k = (n // 2 for n in volume.shape)
     return [
-        (f"xy at z = {k} ({k * size:.4g} µm)", "x", "y", labels[:, :, k].T),
-        (f"xz at y = {j} ({j * size:.4g} µm)", "x", "z", labels[:, j, :].T),
-        (f"yz at x = {i} ({i * size:.4g} µm)", "y", "z", labels[i, :, :].T),
+        (f"xy at z = {k} ({k * size:.4g} µm)", "x", "y", volume[:, :, k].T),
+        (f"xz at y = {j} ({j * size:.4g} µm)", "x", "z", volume[:, j, :].T),
+        (f"yz at x = {i} ({i * size:.4g} µm)", "y", "z", volume[i, :, :].T),
     ]
 
 
 def plot_slices(micro: Microstructure, path: str | Path) -> Path:
     """Write the orthogonal mid-slices of ``micro`` to ``path`` (format from the suffix)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
-    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
+
+    ids = sorted(micro.phases)
+    colours = phase_colours(len(ids))
+    index = np.zeros(256, dtype=np.intp)
+    index[ids] = np.arange(len(ids))
+    panels: list[Panel] = [
+        (title, horizontal, vertical, index[image])
+        for title, horizontal, vertical, image in mid_slices(micro.labels, micro.voxel_size_um)
+    ]
+    fig, _ = _slices_figure(
+        panels,
+        micro.voxel_size_um,
+        path,
+        cmap=ListedColormap(colours),
+        vmin=-0.5,
+        vmax=len(ids) - 0.5,
+    )
+    fractions = micro.phase_fractions()
+    fig.legend(
+        handles=[
+            Patch(
+                facecolor=c,
+                edgecolor="0.4",
+                label=f"{micro.phases[pid]} ({fractions[micro.phases[pid]]:.1%})",
+            )
+            for pid, c in zip(ids, colours, strict=True)
+        ],
+        loc="outside lower center",
+        ncols=min(len(ids), 6),
+        frameon=False,
+    )
+    source = micro.provenance.twin
+    if source == "unknown":
+        source = Path(micro.provenance.source).name or "microstructure"
+    return _save(fig, path, source, micro.shape, micro.voxel_size_um)
+
+
+def plot_grey_slices(grey: np.ndarray, voxel_size_um: float, path: str | Path, source: str) -> Path:
+    """Write the orthogonal mid-slices of a grey-value scan to ``path``, 1st–99th percentile
+    of its grey values black to white."""
+    low, high = np.percentile(grey, [1, 99])
+    fig, images = _slices_figure(
+        mid_slices(grey, voxel_size_um), voxel_size_um, path, cmap="gray", vmin=low, vmax=high
+    )
+    fig.colorbar(images[-1], ax=fig.axes, location="bottom", shrink=0.5, label="grey value")
+    return _save(fig, path, source, grey.shape, voxel_size_um)
+
+
+def _slices_figure(
+    panels: list[Panel], voxel_size_um: float, path: str | Path, **imshow: Any
+) -> tuple[Figure, list[AxesImage]]:
+    """A figure of ``panels`` side by side, each with its scale bar; refuses a ``path`` whose
+    suffix matplotlib cannot write before drawing anything."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
     path = Path(path)
-    panels = mid_slices(micro)
     fig = Figure(figsize=(4.2 * len(panels), 4.8), layout="constrained")
     FigureCanvasAgg(fig)
     formats = fig.canvas.get_supported_filetypes()
@@ -84,26 +141,13 @@ def plot_slices(micro: Microstructure, path: str | Path) -> Path:
             f"cannot write a picture to '{path}': expected one of the suffixes "
             f"{', '.join('.' + f for f in sorted(formats))}"
         )
-
-    ids = sorted(micro.phases)
-    colours = phase_colours(len(ids))
-    index = np.zeros(256, dtype=np.intp)
-    index[ids] = np.arange(len(ids))
-    cmap = ListedColormap(colours)
-    size = micro.voxel_size_um
+    size = voxel_size_um
     bar_um = scale_bar_um(min(image.shape[1] for *_, image in panels) * size)
-
+    images = []
     for ax, (title, horizontal, vertical, image) in zip(
         fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True
     ):
-        ax.imshow(
-            index[image],
-            cmap=cmap,
-            vmin=-0.5,
-            vmax=len(ids) - 0.5,
-            interpolation="nearest",
-            origin="lower",
-        )
+        images.append(ax.imshow(image, interpolation="nearest", origin="lower", **imshow))
         ax.set_title(title)
         ax.set_xlabel(f"{horizontal} (voxel)")
         ax.set_ylabel(f"{vertical} (voxel)")
@@ -120,25 +164,12 @@ def plot_slices(micro: Microstructure, path: str | Path) -> Path:
                 frameon=True,
             )
         )
+    return fig, images
 
-    fractions = micro.phase_fractions()
-    fig.legend(
-        handles=[
-            Patch(
-                facecolor=c,
-                edgecolor="0.4",
-                label=f"{micro.phases[pid]} ({fractions[micro.phases[pid]]:.1%})",
-            )
-            for pid, c in zip(ids, colours, strict=True)
-        ],
-        loc="outside lower center",
-        ncols=min(len(ids), 6),
-        frameon=False,
-    )
-    shape = " × ".join(str(n) for n in micro.shape)
-    source = micro.provenance.twin
-    if source == "unknown":
-        source = Path(micro.provenance.source).name or "microstructure"
-    fig.suptitle(f"{source}: {shape} voxels of {size:g} µm")
+
+def _save(
+    fig: Figure, path: str | Path, source: str, shape: tuple[int, ...], voxel_size_um: float
+) -> Path:
+    fig.suptitle(f"{source}: {' × '.join(map(str, shape))} voxels of {voxel_size_um:g} µm")
     fig.savefig(path, dpi=120)
-    return path
+    return Path(path)

@@ -1,7 +1,7 @@
 """The ``poreloop`` command line: a thin layer over the libraries, one module per group.
 
-Each group module (``twin``, ``critic``, ``instrument``, ``lab``, ``campaign``) has a
-``register(commands)`` that adds its subparser and sets each command's handler; the handlers
+Each group module (``campaign``, ``twin``, ``segment``, ``critic``, ``instrument``, ``lab``)
+has a ``register(commands)`` that adds its subparser and sets each command's handler; the handlers
 import the heavy libraries when they run, so ``poreloop --help`` answers at once. A user
 mistake is printed as one line ``poreloop: error: <message>`` on stderr with exit code 2,
 never as a traceback.
@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import NoReturn
 
-from poreloop.agent.cli import campaign, critic, instrument, lab, twin
+from poreloop.agent.cli import campaign, critic, instrument, lab, segment, twin
 
 PROG = "poreloop"
-GROUPS = (campaign, twin, critic, instrument, lab)
+GROUPS = (campaign, twin, segment, critic, instrument, lab)
 """The command groups, in the order ``--help`` lists them; a new group is a module here."""
 
 

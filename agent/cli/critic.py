@@ -51,6 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def critic_evaluate(args: argparse.Namespace) -> int:
+    from poreloop.agent.cli.twin import warn_assumed
     from poreloop.twins.critics.chain import get_chain
     from poreloop.twins.microstructure import Microstructure
 
@@ -60,15 +61,9 @@ def critic_evaluate(args: argparse.Namespace) -> int:
     if args.phases:
         micro = Microstructure(micro.labels, micro.voxel_size_um, args.phases, micro.provenance)
     result = chain.evaluate(micro)
-    assumed = micro.provenance.assumed
-    if "voxel_size_um" in assumed:
-        print(
-            f"poreloop: {args.file} stores no voxel size: assumed {assumed['voxel_size_um']:g} "
-            "µm; every length, area and energy density scales with it (set --voxel-size-um)",
-            file=sys.stderr,
-        )
+    warn_assumed(micro.provenance, args.file)
     if args.json:
-        print(json.dumps({**result.to_json(), "assumed": assumed}, indent=2))
+        print(json.dumps({**result.to_json(), "assumed": micro.provenance.assumed}, indent=2))
         return 0 if not result.problem else 1
     shape = "x".join(map(str, result.shape))
     print(f"{args.file}: chain {result.chain}, {shape} voxels of {result.voxel_size_um:g} um")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from poreloop.agent.cli.progress import StatusLine
 from poreloop.agent.cli.types import key_value, positive_float, positive_int, shape
 
 if TYPE_CHECKING:
-    from poreloop.twins.microstructure import Microstructure
+    from poreloop.twins.microstructure import Microstructure, Provenance
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -150,15 +151,40 @@ def twin_generate(args: argparse.Namespace) -> int:
 
 
 def twin_show(args: argparse.Namespace) -> int:
-    from poreloop.twins.microstructure import Microstructure, check_writable
+    from poreloop.twins.microstructure import GreyImageError, Microstructure, check_writable
     from poreloop.twins.plot import plot_slices
 
     out = args.out or args.file.with_suffix(".png")
     check_writable(out)
-    micro = Microstructure.load(args.file, voxel_size_um=args.voxel_size_um)
+    try:
+        micro = Microstructure.load(args.file, voxel_size_um=args.voxel_size_um)
+    except GreyImageError:
+        return _show_grey(args.file, out, args.voxel_size_um)
+    warn_assumed(micro.provenance, args.file)
     plot_slices(micro, out)
     print(f"wrote {out}: mid-slices of {args.file}, shape {'x'.join(map(str, micro.shape))}")
     print_fractions(micro)
+    return 0
+
+
+def _show_grey(path: Path, out: Path, voxel_size_um: float | None) -> int:
+    """Picture a grey-value scan as it is, unsegmented."""
+    import numpy as np
+
+    from poreloop.twins.critics.segmentation import read_grey
+    from poreloop.twins.microstructure import Provenance, voxel_size
+    from poreloop.twins.plot import plot_grey_slices
+
+    grey, stored_size = read_grey(path)
+    grey = np.squeeze(grey)
+    size, assumed = voxel_size(voxel_size_um, stored_size, {})
+    warn_assumed(Provenance(assumed=assumed), path)
+    plot_grey_slices(grey, size, out, path.name)
+    print(
+        f"wrote {out}: mid-slices of the grey-value scan {path}, shape "
+        f"{'x'.join(map(str, grey.shape))}, {grey.dtype} {grey.min()}..{grey.max()}; "
+        "`poreloop segment` makes phase labels of it"
+    )
     return 0
 
 
@@ -170,6 +196,17 @@ def _show_sweeps(status: StatusLine) -> Callable[[int, float], None]:
         status.show(f"reconstruct: sweep {sweep}, S2 correlation error {error:.4f}")
 
     return show
+
+
+def warn_assumed(provenance: Provenance, path: Path) -> None:
+    """Say on stderr what reading ``path`` had to assume (a voxel size it does not store)."""
+    assumed = provenance.assumed
+    if "voxel_size_um" in assumed:
+        print(
+            f"poreloop: {path} stores no voxel size: assumed {assumed['voxel_size_um']:g} "
+            "µm; every length, area and energy density scales with it (set --voxel-size-um)",
+            file=sys.stderr,
+        )
 
 
 def print_fractions(micro: Microstructure) -> None:

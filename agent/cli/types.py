@@ -35,12 +35,16 @@ def positive_float(text: str) -> float:
 
 
 def phase_names(text: str) -> dict[int, str]:
+    """``0=pore,85=active`` (ids named), or ``pore,active,cbd`` (ids 0, 1, 2 in that order)."""
+    parts = text.split(",")
+    if not any("=" in part for part in parts):
+        parts = [f"{pid}={name}" for pid, name in enumerate(parts)]
     names: dict[int, str] = {}
-    for part in text.split(","):
+    for part in parts:
         key, sep, name = part.partition("=")
         if not sep or not key.strip().isdigit() or not name.strip():
             raise argparse.ArgumentTypeError(
-                f"expected ID=NAME,... like 0=pore,1=solid, got '{text}'"
+                f"expected ID=NAME,... like 0=pore,1=solid or NAME,... like pore,solid, got '{text}'"
             )
         if int(key) in names:
             raise argparse.ArgumentTypeError(f"phase id {int(key)} is named twice in '{text}'")

@@ -14,12 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from poreloop.instruments.base import Action, ActionContext, Limit
 from poreloop.instruments.errors import ErrorCode, InvalidRequest, RefusedError
 from poreloop.instruments.sim.lab import LabInstrument, load_sample
-from poreloop.instruments.tomography import (
-    ATTENUATION,
-    noise_sigma,
-    render,
-    write_scan,
-)
+from poreloop.instruments.tomography import noise_sigma, render, write_scan
+from poreloop.twins.critics.segmentation import ATTENUATION
 
 PROJECTIONS = 1201
 READOUT_S = 0.1

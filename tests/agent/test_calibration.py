@@ -24,9 +24,10 @@ from poreloop.instruments.base import ActionContext
 from poreloop.instruments.sim.inspector import SimInspector
 from poreloop.instruments.sim.robot import DEFAULT_HIDDEN, SimRobot
 from poreloop.instruments.sim.tomograph import SimTomograph
-from poreloop.instruments.tomography import scan_microstructure
 from poreloop.twins import get_twin
 from poreloop.twins.critics.morphology import morphology
+from poreloop.twins.critics.segmentation import segment_file
+from poreloop.twins.manufacturing.electrode import ElectrodeTwin
 
 VOXEL_UM = 0.5
 SAMPLES = 6
@@ -66,7 +67,7 @@ def measured_samples(lab: Path, n: int) -> list[MeasuredSample]:
             continue
         seen = _run(inspector, "inspect", {"sample_id": made["sample_id"]})
         scan = _run(tomograph, "scan", {"sample_id": made["sample_id"], "voxel_size_um": VOXEL_UM})
-        micro = scan_microstructure(scan["path"])
+        micro = segment_file(scan["path"], ElectrodeTwin.phases)
         samples.append(
             MeasuredSample(
                 recipe,

@@ -488,3 +488,54 @@ def test_a_voxel_size_nobody_gave_is_said_to_be_assumed(
     code, out, err = run(capsys, "critic", "evaluate", path, "--json", "--voxel-size-um", "0.5")
     assert (code, err) == (0, "") and json.loads(out)["assumed"] == {}
     assert json.loads(out)["voxel_size_um"] == 0.5
+
+
+# --- grey-value scans -------------------------------------------------------------------
+
+
+def test_a_scan_is_shown_refused_as_labels_and_segmented(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from poreloop.instruments.tomography import render, write_scan
+    from poreloop.twins.manufacturing.electrode import ElectrodeTwin
+
+    micro = ElectrodeTwin().generate({}, shape=(32, 32, 32), seed=1)
+    grey = render(micro, micro.voxel_size_um, 1.0, np.random.default_rng(0))
+    scan = tmp_path / "scan.tif"
+    write_scan(scan, grey, micro.voxel_size_um, "S00001")
+
+    code, out, err = run(capsys, "twin", "show", str(scan))
+    assert (code, err) == (0, "") and "grey-value scan" in out
+    assert (tmp_path / "scan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, _, err = run(capsys, "critic", "evaluate", str(scan))
+    assert_one_line_error(code, err, r"grey values .*segment it first: poreloop segment")
+
+    labels = tmp_path / "labels.tif"
+    code, out, err = run(
+        capsys, "segment", str(scan), "--phases", "pore,active,cbd", "--out", str(labels)
+    )
+    assert (code, err) == (0, "") and "segmented by tomograph" in out
+    segmented = Microstructure.load(labels)
+    assert segmented.phases == micro.phases and segmented.voxel_size_um == micro.voxel_size_um
+    assert np.mean(segmented.labels == micro.labels) > 0.85
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (["--phases", "pore,1=active"], r"expected ID=NAME,\.\.\. like 0=pore"),
+        (["--phases", "pore,glass"], r"no X-ray attenuation known for phase 'glass'"),
+        (["--phases", "pore,active", "--method", "unet"], r"unknown segmentation method 'unet'"),
+        (["--phases", "pore,active", "--out", "no/dir/x.tif"], r"no directory 'no/dir'"),
+    ],
+)
+def test_segment_mistakes_are_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], pattern: str
+) -> None:
+    import tifffile
+
+    scan = tmp_path / "scan.tif"
+    tifffile.imwrite(scan, np.random.default_rng(0).integers(0, 60000, (8, 8, 8), np.uint16))
+    out = ["--out", str(tmp_path / "labels.tif")] if "--out" not in argv else []
+    code, _, err = run(capsys, "segment", str(scan), *argv, *out)
+    assert_one_line_error(code, err, pattern)

@@ -20,9 +20,10 @@ from poreloop.instruments.sim import SIMULATED
 from poreloop.instruments.sim.cycler import RATE_NOISE, SimCycler
 from poreloop.instruments.sim.lab import save_sample
 from poreloop.instruments.sim.tomograph import SimTomograph
-from poreloop.instruments.tomography import scan_microstructure
 from poreloop.twins import Microstructure, get_twin
 from poreloop.twins.critics.chain import get_chain
+from poreloop.twins.critics.segmentation import segment_file
+from poreloop.twins.manufacturing.electrode import ElectrodeTwin
 
 RATES = [0.5, 2.0, 5.0]
 CRACKS_PER_MM2 = 300.0
@@ -127,7 +128,7 @@ def test_segmentation_recovers_porosity_at_good_exposure_only(
             "scan",
             {"sample_id": "S00001", "voxel_size_um": 0.5, "exposure_s": exposure_s},
         )
-        measured = scan_microstructure(out["path"])
+        measured = segment_file(out["path"], ElectrodeTwin.phases)
         assert measured.voxel_size_um == 0.5 and set(measured.phases.values()) == {
             "pore",
             "active",

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from poreloop.twins.errors import TwinError
-from poreloop.twins.microstructure import Microstructure, Provenance
+from poreloop.twins.microstructure import MAX_PHASES, GreyImageError, Microstructure, Provenance
 
 ELECTRODE = (
     Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "taufactor" / "electrode.tiff"
@@ -119,7 +119,7 @@ def test_truncated_tiff(micro: Microstructure, tmp_path: Path, keep: float) -> N
     data = micro.save(tmp_path / "m.tif").read_bytes()
     cut = tmp_path / "cut.tif"
     cut.write_bytes(data[: int(len(data) * keep)])
-    with pytest.raises(TwinError, match=r"'.*cut.tif'"):
+    with pytest.raises(TwinError, match=r"'.*cut.tif'(: | is truncated.*only \d+ could be read$)"):
         Microstructure.load(cut)
 
 
@@ -134,14 +134,23 @@ def test_npz_that_is_not_ours(tmp_path: Path) -> None:
 
 def test_float_grey_value_tiff(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "grey.tif", np.random.default_rng(2).random((6, 8, 8), np.float32))
-    with pytest.raises(TwinError, match=r"float32 grey values; expected a segmented label image"):
+    with pytest.raises(GreyImageError, match=r"float32 grey values, not phase ids; segment it"):
         Microstructure.load(tmp_path / "grey.tif")
 
 
 def test_labels_outside_a_byte(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "wide.tif", np.full((6, 8, 8), 1000, dtype=np.uint16))
-    with pytest.raises(TwinError, match=r"phase ids outside 0..255"):
+    with pytest.raises(GreyImageError, match=r"values 1000..1000, grey values rather than"):
         Microstructure.load(tmp_path / "wide.tif")
+
+
+def test_an_8_bit_grey_image_is_not_taken_as_256_phases(tmp_path: Path) -> None:
+    grey = np.random.default_rng(3).integers(0, 256, (6, 8, 8), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "grey8.tif", grey)
+    with pytest.raises(GreyImageError, match=r"\d+ distinct values, more than the 16 phases"):
+        Microstructure.load(tmp_path / "grey8.tif")
+    tifffile.imwrite(tmp_path / "many.tif", grey % MAX_PHASES)
+    assert len(Microstructure.load(tmp_path / "many.tif").phases) == MAX_PHASES
 
 
 def test_unknown_suffix_and_missing_path(micro: Microstructure, tmp_path: Path) -> None:

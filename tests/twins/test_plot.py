@@ -47,7 +47,7 @@ def test_phase_colours_are_fixed_and_distinct() -> None:
 
 def test_mid_slices_of_a_box(toy_micro: Microstructure) -> None:
     labels = toy_micro.labels  # (24, 20, 16), voxel 1 µm
-    panels = mid_slices(toy_micro)
+    panels = mid_slices(toy_micro.labels, toy_micro.voxel_size_um)
     assert [p[:3] for p in panels] == [
         ("xy at z = 8 (8 µm)", "x", "y"),
         ("xz at y = 10 (10 µm)", "x", "z"),
@@ -62,7 +62,7 @@ def test_mid_slices_of_a_box(toy_micro: Microstructure) -> None:
 
 def test_mid_slices_of_an_image(toy_micro: Microstructure) -> None:
     image = Microstructure(toy_micro.labels[:, :, 0].copy(), 0.5, toy_micro.phases)
-    [(title, horizontal, vertical, panel)] = mid_slices(image)
+    [(title, horizontal, vertical, panel)] = mid_slices(image.labels, image.voxel_size_um)
     assert (title, horizontal, vertical) == ("xy", "x", "y")
     assert panel.shape == (20, 24)
 
