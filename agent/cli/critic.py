@@ -25,8 +25,11 @@ def register(commands: argparse._SubParsersAction) -> None:
             "chain: generic (morphology + tau/deff of every phase along x, y, z), electrode "
             "(+ solid conduction + PyBaMM cell model), gdl (+ permeability), sofc_anode "
             "(+ Ni and YSZ conduction). Axes x, y, z are array indices 0, 1, 2; tau = inf "
-            'is written as the JSON string "inf". Exit 1 when a stage could not score it or a '
-            'solve stopped at its iteration cap (JSON: "converged": false, "unconverged").'
+            'is written as the JSON string "inf". Exit status: 0 when every stage finished '
+            "and every solve converged; 1 when a stage could not finish (every property that "
+            'could be computed is printed; JSON: "ok": false, "reason", "unfinished": the '
+            'stages not finished) or a solve stopped at its iteration cap (JSON: "converged": '
+            'false, "unconverged"); 2 on a usage error or a file that cannot be read.'
         ),
     )
     evaluate.add_argument("file", type=Path, metavar="FILE", help="a .tif/.tiff or .npz file")
@@ -74,7 +77,11 @@ def critic_evaluate(args: argparse.Namespace) -> int:
     stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.timings_s.items())
     print(f"stages: {stages}")
     if not result.ok:
-        print(f"poreloop: could not score it: {result.reason}", file=sys.stderr)
+        print(
+            f"poreloop: {result.reason}; not finished: {', '.join(result.unfinished)}; the "
+            "properties above are every one that could be computed",
+            file=sys.stderr,
+        )
         return 1
     if not result.converged:
         print(f"poreloop: {result.problem}; raise --max-iterations", file=sys.stderr)

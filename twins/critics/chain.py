@@ -67,7 +67,8 @@ class ChainResult(BaseModel):
     """Everything one chain found for one structure.
 
     ``ok`` is False when a stage could not score the structure (e.g. the cell model failed
-    to discharge it); ``reason`` says why, and the properties found before stay in.
+    to discharge it); ``reason`` says why, ``unfinished`` names that stage and the ones after
+    it, which never ran, and every property computed before and by it stays in.
     ``unconverged`` names the solves that stopped at their iteration cap (diagnostics key → the
     residual they stopped at): their numbers are not to be used as clean ones, so ``problem``
     reports them to whoever consumes the result.
@@ -84,6 +85,7 @@ class ChainResult(BaseModel):
     shape: tuple[int, ...]
     ok: bool = True
     reason: str = ""
+    unfinished: tuple[str, ...] = ()
     unconverged: dict[str, float] = {}
 
     @property
@@ -124,7 +126,12 @@ def _json_number(value: float) -> float | str:
 
 
 class StageFailed(Exception):
-    """A stage could not score the structure; the message is the reason."""
+    """A stage could not score the structure; the message is the reason, ``found`` what the
+    stage computed before it failed (e.g. the C-rates a cell did discharge at)."""
+
+    def __init__(self, reason: str, found: Properties | None = None) -> None:
+        super().__init__(reason)
+        self.found = found or {}
 
 
 @dataclass(frozen=True)
@@ -164,19 +171,23 @@ class Chain:
         timings: dict[str, float] = {}
         diagnostics: Properties = {}
         reason = ""
-        for stage_name, stage in self.stages:
+        unfinished: tuple[str, ...] = ()
+        for index, (stage_name, stage) in enumerate(self.stages):
             start = time.perf_counter()
             try:
                 found = stage(micro, properties, diagnostics)
             except StageFailed as failure:
                 reason = f"{stage_name}: {failure}"
-                break
+                unfinished = tuple(name for name, _ in self.stages[index:])
+                found = failure.found
             finally:
                 timings[stage_name] = time.perf_counter() - start
             nan = sorted(key for key, value in found.items() if math.isnan(value))
             if nan:
                 raise CriticError(f"stage '{stage_name}' of chain '{self.name}' gave NaN for {nan}")
             properties |= found
+            if reason:
+                break
         return ChainResult(
             chain=self.name,
             properties=properties,
@@ -187,6 +198,7 @@ class Chain:
             shape=micro.shape,
             ok=not reason,
             reason=reason,
+            unfinished=unfinished,
             unconverged=_unconverged(diagnostics),
         )
 
@@ -308,13 +320,16 @@ def cell_stage(c_rates: Sequence[float]) -> Stage:
         nonlocal model
         from poreloop.twins.critics.cell import CellModel
 
-        if math.isinf(found["tau_pore_z"]) or math.isinf(found["tau_solid_z"]):
-            raise StageFailed("the pore or the solid does not percolate through the thickness")
+        for phase in ("pore", "solid"):
+            if math.isinf(found[f"tau_{phase}_z"]):
+                raise StageFailed(
+                    f"the {phase} does not percolate through the thickness (tau_{phase}_z = inf)"
+                )
         if model is None:
             model = CellModel(c_rates)
         result = model.evaluate(cell_properties(found))
         if not result.ok:
-            raise StageFailed(result.reason)
+            raise StageFailed(result.reason, dict(result.values))
         return dict(result.values)
 
     return stage

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -99,15 +100,34 @@ def test_a_stage_that_gives_nan_is_an_error_and_a_failed_stage_keeps_earlier_res
         return {"x": float("nan")}
 
     def failing_stage(micro, found, diagnostics):
-        raise StageFailed("instrument said no")
+        raise StageFailed("instrument said no", {"b": 2.0})  # b found before it failed
 
     with pytest.raises(CriticError, match=r"gave NaN for \['x'\]"):
         Chain("t", (("nan", nan_stage),), {}).evaluate(channels())
     first = ("first", lambda micro, found, diagnostics: {"a": 1.0})
-    result = Chain("t", (first, ("second", failing_stage)), {"a": "max"}).evaluate(channels())
+    third = ("third", lambda micro, found, diagnostics: {"c": 3.0})
+    stages = (first, ("second", failing_stage), third)
+    result = Chain("t", stages, {"a": "max"}).evaluate(channels())
     assert not result.ok and result.reason == "second: instrument said no"
-    assert set(result.properties) == {"thickness_um", "a"} and result.properties["a"] == 1.0
+    assert result.properties == {"thickness_um": pytest.approx(8.0), "a": 1.0, "b": 2.0}
+    assert result.unfinished == ("second", "third")
     assert set(result.timings_s) == {"first", "second"}
+
+
+def test_cli_prints_what_it_computed_and_which_stages_did_not_finish(tmp_path, capsys):
+    labels = np.ones((16, 16, 16), dtype=np.uint8)
+    labels[4:8, 4:8, 2:10] = 0  # a sealed cavity: the cell model cannot run
+    path = Microstructure(labels, 0.5, {0: "pore", 1: "active", 2: "cbd"}).save(tmp_path / "x.tif")
+    assert main(["critic", "evaluate", str(path), "--chain", "electrode"]) == 1
+    out, err = capsys.readouterr()
+    assert re.search(r"tau_pore_z +inf", out) and re.search(r"tau_solid_z +1\.0", out)
+    assert err == (
+        "poreloop: cell: the pore does not percolate through the thickness (tau_pore_z = inf); "
+        "not finished: cell; the properties above are every one that could be computed\n"
+    )
+    assert main(["critic", "evaluate", str(path), "--chain", "electrode", "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert (result["ok"], result["unfinished"]) == (False, ["cell"])
 
 
 def test_cli_evaluates_a_foreign_stack_with_named_phases(tmp_path, capsys):
