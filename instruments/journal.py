@@ -146,6 +146,20 @@ class Journal:
             )
 
 
+def read_outcomes(path: str | Path) -> list[tuple[str, float, dict[str, Any]]]:
+    """``(action, finished at (epoch s), outcome)`` of every request a journal records as done,
+    oldest first. Opened read-only: a server may be using it, and opening it as a ``Journal``
+    would settle its open rows as if that server were dead."""
+    db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT action, updated, outcome FROM actions WHERE state='done' ORDER BY updated"
+        ).fetchall()
+    finally:
+        db.close()
+    return [(action, updated, json.loads(outcome)) for action, updated, outcome in rows]
+
+
 _SELECT = (
     "SELECT idempotency_key, action, fingerprint, state, outcome, error_code, error_message, "
     "request, created FROM actions"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -12,10 +13,12 @@ import pytest
 import tifffile
 from scipy.ndimage import binary_erosion
 
+from poreloop.agent.cli import main
 from poreloop.instruments.base import ActionContext, Instrument
 from poreloop.instruments.client import InstrumentClient
 from poreloop.instruments.errors import ActionFailed, InvalidRequest, RefusedError
 from poreloop.instruments.server import Server
+from poreloop.instruments.server.options import journal_under
 from poreloop.instruments.sim import SIMULATED
 from poreloop.instruments.sim.cycler import RATE_NOISE, SimCycler
 from poreloop.instruments.sim.lab import save_sample
@@ -328,3 +331,40 @@ def test_the_lab_penalises_what_the_chain_cannot_see(
     assert contact[0] > contact[1] + 0.05 and contact[1] > contact[2] - noise
     assert swelling[0] + 0.05 < swelling[1] < swelling[2] - 0.05
     assert np.all((both > 0.05) & (both < 0.4)), both
+
+
+def test_lab_samples_lists_what_the_journals_recorded_while_the_lab_runs(
+    lab: Path, electrode: Microstructure, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_sample(lab, electrode, meta("cracked"), truth(CRACKS_PER_MM2))
+    server = Server(
+        SimTomograph(lab, time_scale=0), "tcp://127.0.0.1:*", journal_under(lab, "tomograph")
+    ).start()
+    try:
+        with InstrumentClient(server.endpoint, retry_s=0.5, liveness_s=3.0) as client:
+            client.call("scan", {"sample_id": "S00001", "voxel_size_um": 1.0}, timeout=10)
+            with pytest.raises(RefusedError):  # refused before it ran: nothing measured
+                client.call("scan", {"sample_id": "S00002", "voxel_size_um": 0.1}, timeout=10)
+        assert main(["lab", "samples", str(lab)]) == 0  # while the server holds its journal
+        out = capsys.readouterr().out.splitlines()
+        assert main(["lab", "samples", str(lab), "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+    finally:
+        server.stop()
+    assert out[1].split() == ["S00001", "ok", "tomograph.scan", "(T00001)"]
+    assert out[2].split() == ["S00002", "cracked", "-"]
+    assert out[3] == "2 samples: 1 ok, 1 cracked"
+    [scan] = listed[0]["measurements"]
+    assert (scan["instrument"], scan["action"], scan["result"]["scan_id"]) == (
+        "tomograph",
+        "scan",
+        "T00001",
+    )
+    assert "true_recipe" not in listed[0] and listed[1]["measurements"] == []
+
+
+def test_lab_samples_of_a_folder_that_is_no_lab_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["lab", "samples", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
