@@ -3,7 +3,8 @@
 States: ``received`` (journaled, not started) -> ``running`` (the hook may have moved something)
 -> ``done`` (outcome recorded) or ``failed`` (error recorded). Under an approval gate a motion
 waits as ``held`` (its request recorded) until a person approves it (-> ``received``) or rejects
-it (-> ``failed``); a ``held`` row survives a restart as it is and is never run without approval. Every transition is committed
+it (-> ``failed``), the decision kept beside the request; a ``held`` row survives a restart as it
+is and is never run without approval. Every transition is committed
 (WAL, synchronous=FULL) before the server acts on it, so after a crash a ``running`` row means
 "maybe happened": on open it becomes ``unknown`` and is never run again. A ``received`` row
 never started, so it becomes ``failed`` with code ``not_started``. Rows are never deleted.
@@ -117,6 +118,15 @@ class Journal:
     def release(self, key: str) -> None:
         """An approved request: ``held`` -> ``received``, to run as any other."""
         self._update(key, "state='received'", ())
+
+    def decide(self, key: str, decision: dict[str, Any]) -> None:
+        """Record a person's decision on a held request beside it (``request["decision"]``),
+        so that a retried approve or reject is answered with it."""
+        self._update(
+            key,
+            "request=json_set(COALESCE(request, '{}'), '$.decision', json(?))",
+            (json.dumps(decision),),
+        )
 
     def start(self, key: str) -> None:
         """Commit ``running`` before the hook moves anything."""

@@ -241,9 +241,31 @@ class Control:
             ],
         }
 
+    def _decided(self, key: str, verb: str) -> dict[str, Any] | None:
+        """The decision already recorded on ``key`` when it is no longer held (a retried approve
+        or reject, its first reply lost, gets the same answer); None while it is held or was
+        never decided. Deciding the other way is refused."""
+        if any(job.key == key and job.state == "held" for job in self.jobs):
+            return None
+        entry = self.jobs.journal.get(key)
+        decision = (entry.request or {}).get("decision") if entry is not None else None
+        if decision is None:
+            return None
+        if verb not in decision:
+            done = "approved" if "approved" in decision else "rejected"
+            raise InvalidRequest(
+                f"{self.name}.{decision['action']} under key '{key}' was already {done} by "
+                f"'{decision['by']}'; it cannot be {verb} now"
+            )
+        return dict(decision)
+
     @control_action(ApproveParams)
     def approve(self, request: Request, params: ApproveParams) -> dict[str, Any]:
-        """Run a held request once; the approver names a holder other than the proposer's."""
+        """Run a held request once; the approver names a holder other than the proposer's.
+        Asked again, it answers what it answered the first time."""
+        decided = self._decided(params.idempotency_key, "approved")
+        if decided is not None:
+            return decided
         job = self.jobs.held(params.idempotency_key)
         if not request.holder:
             raise InvalidRequest(
@@ -264,18 +286,26 @@ class Control:
         log.info(
             "%s.%s under key %s approved by %s", self.name, job.action, job.key, request.holder
         )
+        decision = {"approved": job.key, "action": job.action, "by": request.holder}
+        self.jobs.journal.decide(job.key, decision)
         self.jobs.release(job, validated)
-        return {"approved": job.key, "action": job.action, "by": request.holder}
+        return decision
 
     @control_action(RejectParams)
     def reject(self, request: Request, params: RejectParams) -> dict[str, Any]:
-        """End a held request with code ``rejected``; anyone may, the proposer withdrawing too."""
+        """End a held request with code ``rejected``; anyone may, the proposer withdrawing too.
+        Asked again, it answers what it answered the first time."""
+        decided = self._decided(params.idempotency_key, "rejected")
+        if decided is not None:
+            return decided
         job = self.jobs.held(params.idempotency_key)
         by = request.holder or "an unnamed client"
+        decision = {"rejected": job.key, "action": job.action, "by": by}
+        self.jobs.journal.decide(job.key, decision)
         self.jobs.end_held(
             job,
             ErrorCode.rejected,
             f"{self.name}.{job.action} under key '{job.key}' was rejected by '{by}': "
             f"{params.reason}; nothing moved, change the request and ask again with a new key",
         )
-        return {"rejected": job.key, "action": job.action, "by": by}
+        return decision

@@ -101,8 +101,12 @@ def test_held_motion_waits_for_approval_then_runs_once(
         assert approved == {"approved": "k-approve", "action": "dry", "by": "alice"}
         outcome = future.result(timeout=10.0)
         assert outcome["run"] == 1
-        with pytest.raises(InvalidRequest, match="not held"):
-            person.call("approve", {"idempotency_key": "k-approve"}, timeout=5.0)
+        # a retry (the first reply lost) gets the same answer, and nothing runs again
+        assert person.call("approve", {"idempotency_key": "k-approve"}, timeout=5.0) == approved
+        with pytest.raises(InvalidRequest, match="was already approved by 'alice'; it cannot be"):
+            person.call("reject", {"idempotency_key": "k-approve", "reason": "no"}, timeout=5.0)
+        with pytest.raises(InvalidRequest, match="'nonsense' .unknown."):
+            person.call("approve", {"idempotency_key": "nonsense"}, timeout=5.0)
     with InstrumentClient(server.endpoint, holder="agent") as agent:
         again = agent.call("dry", DRY, timeout=5.0, idempotency_key="k-approve")
     assert again == outcome and oven.runs() == 1
@@ -147,6 +151,14 @@ def test_rejected_request_reaches_the_client_and_never_runs(
     assert caught.value.code == ErrorCode.rejected
     assert oven.runs() == 0 and _pending(server.endpoint) == []
     assert server.journal.get("k-reject").state == "failed"
+    server.stop()
+    server, oven = gated()  # the decision is journaled: a retry after a restart replays it
+    with InstrumentClient(server.endpoint, holder="alice") as person:
+        retry = {"idempotency_key": "k-reject", "reason": "too hot"}
+        assert person.call("reject", retry, timeout=5.0) == answer
+        with pytest.raises(InvalidRequest, match="already rejected by 'alice'"):
+            person.call("approve", {"idempotency_key": "k-reject"}, timeout=5.0)
+    assert oven.runs() == 0
 
 
 def test_held_request_survives_a_restart_still_pending(
