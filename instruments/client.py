@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,16 @@ from poreloop.instruments.errors import (
     ServerUnreachable,
     error_for,
 )
-from poreloop.instruments.protocol import Error, Progress, Request, Result, decode, encode
+from poreloop.instruments.protocol import (
+    LEASE_TTL_S,
+    READ_ONLY_ACTIONS,
+    Error,
+    Progress,
+    Request,
+    Result,
+    decode,
+    encode,
+)
 
 if TYPE_CHECKING:
     from poreloop.instruments.auth import Keys
@@ -40,9 +49,17 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[Progress], None]
 
 
+def python_replay_hint(key: str) -> str:
+    """How a Python caller learns the outcome of the call under ``key``."""
+    return f"call again with idempotency_key='{key}' to learn its outcome"
+
+
 @dataclass
 class _Call:
-    """One logical call's clock: when to retry, when the server counts as dead, the deadline."""
+    """One logical call's clock: when to retry, when the server counts as dead, the deadline.
+
+    ``silence`` says what silence from the server can mean; ``replay_hint`` how the caller, in
+    its own syntax, asks again about this call."""
 
     request: Request
     deadline: float
@@ -51,6 +68,8 @@ class _Call:
     on_progress: ProgressCallback | None
     last_sent: float
     last_heard: float
+    silence: str
+    replay_hint: Callable[[str], str]
 
     @property
     def key(self) -> str:
@@ -65,18 +84,22 @@ class _Call:
     def must_resend(self, now: float) -> bool:
         """True when silence calls for a retry; raises past the deadline or the liveness window."""
         action = self.request.action
+        read_only = action in READ_ONLY_ACTIONS
         if now >= self.deadline:
             raise DeadlineError(
                 f"{action} did not finish within its {self.request.deadline_s:.3g} s timeout; "
-                f"it may still be running: call again with idempotency_key='{self.key}' to learn "
-                "its outcome, or give it a longer timeout",
+                + (
+                    "give it a longer timeout"
+                    if read_only
+                    else f"it may still be running: {self.replay_hint(self.key)}, or give it a "
+                    "longer timeout"
+                ),
                 idempotency_key=self.key,
             )
         if now - self.last_heard >= self.liveness_s:
             raise ServerUnreachable(
-                f"expected a reply or heartbeat within {self.liveness_s:.3g} s, got silence "
-                f"while calling {action}; start the server, then call again with "
-                f"idempotency_key='{self.key}' to learn its outcome",
+                f"no reply within {self.liveness_s:.3g} s while calling {action}: {self.silence}"
+                + ("" if read_only else f"; once it answers, {self.replay_hint(self.key)}"),
                 idempotency_key=self.key,
             )
         return now - max(self.last_sent, self.last_heard) >= self.retry_s
@@ -137,6 +160,11 @@ class InstrumentClient:
     server's heartbeat period. One call at a time per client: concurrent calls on one client
     wait for each other; use one client per concurrent caller. ``keys`` (CurveZMQ, see
     ``instruments.auth``) encrypt the link and prove this client to a server that checks keys.
+    ``replay_hint`` words, in the caller's syntax, how to ask again about a call whose outcome
+    is not known (the CLI says ``--idempotency-key``).
+
+    A lease this client takes (``lease()``, or ``acquire_lease``) is released when it closes;
+    one it does not renew lapses after its ``ttl_s`` (``LEASE_TTL_S`` by default).
     """
 
     def __init__(
@@ -148,6 +176,7 @@ class InstrumentClient:
         retry_s: float = 2.0,
         liveness_s: float = 6.0,
         keys: Keys | None = None,
+        replay_hint: Callable[[str], str] = python_replay_hint,
     ) -> None:
         if not 0 < retry_s < liveness_s:
             raise InstrumentError(
@@ -159,7 +188,11 @@ class InstrumentClient:
         self.holder = holder
         self.retry_s = retry_s
         self.liveness_s = liveness_s
+        self.replay_hint = replay_hint
+        self._keys = keys
         self._curve = keys.client_options() if keys is not None else {}
+        self._leased = False
+        self._renewal: tuple[threading.Thread, threading.Event] | None = None
         self._context = zmq.Context()
         self._async_context = zmq.asyncio.Context.shadow(self._context)
         self._socket: zmq.Socket | None = None
@@ -182,6 +215,18 @@ class InstrumentClient:
         Pass ``idempotency_key`` to ask again about an earlier call (after ServerUnreachable or
         DeadlineError): its recorded outcome comes back and nothing runs twice.
         """
+        outcome = self._call(action, params, timeout, idempotency_key, on_progress)
+        self._track_lease(action)
+        return outcome
+
+    def _call(
+        self,
+        action: str,
+        params: dict[str, Any] | None,
+        timeout: float,
+        idempotency_key: str | None,
+        on_progress: ProgressCallback | None,
+    ) -> dict[str, Any]:
         with self._lock:
             call = self._begin(action, params, timeout, idempotency_key, on_progress)
             socket = self._connect(reconnect=False)
@@ -196,9 +241,9 @@ class InstrumentClient:
                         outcome = call.receive(socket.recv_multipart(), time.monotonic())
                         if outcome is not None:
                             return outcome
-            except (DeadlineError, ServerUnreachable) as error:
+            except (DeadlineError, ServerUnreachable):
                 self._drop_socket(asynchronous=False)
-                raise self._explained(error) from None
+                raise
 
     async def acall(
         self,
@@ -228,13 +273,36 @@ class InstrumentClient:
                         frames = await socket.recv_multipart()
                         outcome = call.receive(frames, time.monotonic())
                         if outcome is not None:
+                            self._track_lease(action)
                             return outcome
-            except (DeadlineError, ServerUnreachable) as error:
+            except (DeadlineError, ServerUnreachable):
                 self._drop_socket(asynchronous=True)
-                raise self._explained(error) from None
+                raise
+
+    @contextlib.contextmanager
+    def lease(self, ttl_s: float = LEASE_TTL_S) -> Iterator[dict[str, Any]]:
+        """Keep the instrument to this client's holder while the block runs.
+
+        The lease is renewed every ``ttl_s``/3 from a thread and socket of its own (a long call
+        on this client does not starve it) and released at the end; if this process dies, it
+        lapses within ``ttl_s``. Yields what ``acquire_lease`` answered.
+        """
+        granted = self.call("acquire_lease", {"ttl_s": ttl_s}, timeout=self.liveness_s)
+        stop = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew, args=(ttl_s, stop), name="lease-renewal", daemon=True
+        )
+        self._renewal = (renewer, stop)
+        renewer.start()
+        try:
+            yield granted
+        finally:
+            self._release()
 
     def close(self) -> None:
-        """Close the sockets at once (linger 0) and the context."""
+        """Release a lease this client took, then close the sockets at once (linger 0) and the
+        context."""
+        self._release()
         self._drop_socket()
         self._context.term()
 
@@ -262,18 +330,67 @@ class InstrumentClient:
             deadline_s=timeout,
             holder=self.holder,
         )
-        return _Call(request, now + timeout, self.retry_s, self.liveness_s, on_progress, now, now)
-
-    def _explained(self, error: InstrumentError) -> InstrumentError:
-        """Under CurveZMQ a server refusing this client's key is silent too: say so."""
-        if not self._curve or not isinstance(error, ServerUnreachable):
-            return error
-        return ServerUnreachable(
-            f"{error}; with CurveZMQ keys a server that refuses this client's key is silent too: "
-            "check this client's NAME.key is in the server's allowed/ directory and that "
-            "server.key is that server's public key",
-            idempotency_key=error.idempotency_key,
+        return _Call(
+            request,
+            now + timeout,
+            self.retry_s,
+            self.liveness_s,
+            on_progress,
+            now,
+            now,
+            self._silence(),
+            self.replay_hint,
         )
+
+    def _silence(self) -> str:
+        """What silence from the server can mean: under CurveZMQ, a refused key is silent too."""
+        if not self._curve:
+            return f"the server is down or not listening at {self.endpoint}; start it"
+        return (
+            "the server is down or did not accept this client's key; check this client's "
+            "NAME.key is in the server's allowed/ directory and server.key is that server's "
+            "public key"
+        )
+
+    def _track_lease(self, action: str) -> None:
+        if action == "acquire_lease":
+            self._leased = True
+        elif action == "release_lease":
+            self._leased = False
+
+    def _renew(self, ttl_s: float, stop: threading.Event) -> None:
+        """Renew the lease every ttl_s/3 on a client of its own until ``stop``."""
+        renewer = InstrumentClient(
+            self.endpoint,
+            instrument=self.instrument,
+            holder=self.holder,
+            retry_s=self.retry_s,
+            liveness_s=self.liveness_s,
+            keys=self._keys,
+        )
+        try:
+            while not stop.wait(ttl_s / 3):
+                try:  # not ``call``: the renewer must not release the lease when it closes
+                    renewer._call("acquire_lease", {"ttl_s": ttl_s}, ttl_s / 3, None, None)
+                except InstrumentError as error:
+                    log.warning("could not renew the lease on %s: %s", self.endpoint, error)
+        finally:
+            renewer.close()
+
+    def _release(self) -> None:
+        """Stop renewing and release the lease this client holds, if any; a server that does
+        not answer lets it lapse on its own."""
+        if self._renewal is not None:
+            renewer, stop = self._renewal
+            stop.set()
+            renewer.join()
+            self._renewal = None
+        if self._leased:
+            self._leased = False
+            try:
+                self._call("release_lease", None, self.liveness_s, None, None)
+            except InstrumentError as error:
+                log.warning("could not release the lease on %s: %s", self.endpoint, error)
 
     def _connect(self, reconnect: bool) -> zmq.Socket:
         """The DEALER socket; a new one when ``reconnect`` so late replies to the old are lost."""

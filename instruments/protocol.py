@@ -17,6 +17,13 @@ from poreloop.registry import validation_summary
 
 VERSION = b"poreloop/1"
 
+READ_ONLY_ACTIONS = frozenset({"status", "describe", "noop", "pending"})
+"""Actions every server answers that only read its state: a timed-out one has no outcome to
+learn by asking again under its key, it is simply asked again."""
+
+LEASE_TTL_S = 30.0
+"""How long a lease lasts unless renewed: a holder that dies frees the instrument this soon."""
+
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

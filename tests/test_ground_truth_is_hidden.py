@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from poreloop.instruments.records import META_FILE
 from poreloop.instruments.sim import lab as sim_lab
 from poreloop.instruments.sim import robot as sim_robot
 
@@ -65,6 +66,6 @@ def test_a_sample_record_holds_no_truth(tmp_path: Path) -> None:
         "fabricate", robot.validate("fabricate", {"particle_radius_um": 2.0}), ActionContext()
     )
     folder = tmp_path / "samples" / made["sample_id"]
-    assert sorted(p.name for p in folder.iterdir()) == [sim_lab.META_FILE]
-    record = (folder / sim_lab.META_FILE).read_text()
+    assert sorted(p.name for p in folder.iterdir()) == [META_FILE]
+    record = (folder / META_FILE).read_text()
     assert all(name not in record for name in ("true_recipe", "seed", "defects"))

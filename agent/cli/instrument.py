@@ -56,9 +56,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="call an action on an instrument server and print its result",
         description=(
             "Run ACTION on the server at ENDPOINT and print its outcome as JSON. Every server "
-            "answers status, describe, abort, estop, clear_estop, acquire_lease, release_lease, "
-            "noop, pending, approve, reject; `call ENDPOINT describe` lists the instrument's own "
-            "actions."
+            "answers status, describe, abort, estop, clear_estop, release_lease, noop, "
+            "pending, approve, reject (and acquire_lease, from Python: a lease ends with its "
+            "client); `call ENDPOINT describe` lists the instrument's own actions. Under "
+            "another holder's lease an operator releases it or clears an e-stop with "
+            '--holder NAME --params \'{"override": "why"}\', which the server logs.'
         ),
     )
     call.add_argument("endpoint", metavar="ENDPOINT", help="e.g. tcp://127.0.0.1:5555")
@@ -70,6 +72,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="action params as a JSON object, e.g. '{\"duration_s\": 60}'",
     )
     call.add_argument("--timeout", type=positive_float, default=60.0, help="seconds to wait (60)")
+    call.add_argument(
+        "--holder",
+        metavar="NAME",
+        help="who calls, for leases (e.g. person:$USER, or the campaign's holder to act under "
+        "its lease)",
+    )
     call.add_argument(
         "--keys",
         type=Path,
@@ -148,12 +156,21 @@ def instrument_serve(args: argparse.Namespace) -> int:
 def instrument_call(args: argparse.Namespace) -> int:
     from poreloop.instruments.auth import Keys
     from poreloop.instruments.client import InstrumentClient
+    from poreloop.instruments.errors import InstrumentError
 
+    if args.action == "acquire_lease":
+        raise InstrumentError(
+            "acquire_lease from the command line would end with the command (a lease is "
+            "released when its client closes); hold one from Python (`with client.lease():`), "
+            "or call estop to stop every motion"
+        )
     keys = Keys.for_client(args.keys, name=args.key_name) if args.keys is not None else None
     key_flags = f" --keys {args.keys} --key-name {args.key_name}" if args.keys is not None else ""
     show = None if args.quiet else _ShowProgress(args.action, args.endpoint, key_flags)
     try:
-        with InstrumentClient(args.endpoint, keys=keys) as client:
+        with InstrumentClient(
+            args.endpoint, holder=args.holder, keys=keys, replay_hint=_cli_replay_hint
+        ) as client:
             outcome = client.call(
                 args.action,
                 args.params,
@@ -166,6 +183,10 @@ def instrument_call(args: argparse.Namespace) -> int:
             show.end()
     print(json.dumps(outcome, indent=2))
     return 0
+
+
+def _cli_replay_hint(key: str) -> str:
+    return f"run the same command with --idempotency-key {key} to learn its outcome"
 
 
 class _ShowProgress:
@@ -213,7 +234,9 @@ def instrument_approve(args: argparse.Namespace) -> int:
             f"expected --reason TEXT with --reject, got none; say why {args.key} is turned down"
         )
     keys = Keys.for_client(args.keys, name=args.key_name) if args.keys is not None else None
-    with InstrumentClient(args.endpoint, holder=args.approver, keys=keys) as client:
+    with InstrumentClient(
+        args.endpoint, holder=args.approver, keys=keys, replay_hint=_cli_replay_hint
+    ) as client:
         if args.list or args.key is None:
             _print_pending(args.endpoint, client.call("pending", timeout=args.timeout))
             return 0

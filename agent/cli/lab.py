@@ -53,7 +53,7 @@ def lab_samples(args: argparse.Namespace) -> int:
     import json
     from collections import Counter
 
-    from poreloop.instruments.sim.lab import list_samples
+    from poreloop.instruments.records import list_samples
 
     samples = list_samples(args.dir)
     if args.json:

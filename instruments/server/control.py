@@ -10,6 +10,11 @@ deadline still runs) until a person sends ``approve`` or ``reject`` naming its i
 ``pending`` lists what waits. The approver must name a holder other than the proposer's. Holder
 names are self-declared, so this keeps an agent from approving its own proposals, it does not
 authenticate the person: who may connect at all is the CurveZMQ allow-list's job.
+
+A lease is short (``LEASE_TTL_S`` unless asked otherwise) and its holder's client renews it
+while alive and releases it on close, so a dead campaign frees the instrument within seconds.
+An operator can still release another holder's lease or clear an e-stop under it at once by
+saying why (``override``); the server logs who did it and why.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from poreloop.instruments.base import Instrument
 from poreloop.instruments.errors import ErrorCode, InstrumentError, InvalidRequest, RefusedError
-from poreloop.instruments.protocol import Request
+from poreloop.instruments.protocol import LEASE_TTL_S, Request
 from poreloop.instruments.server.jobs import Jobs
 from poreloop.registry import validation_summary
 
@@ -39,7 +44,16 @@ class AbortParams(NoParams):
 
 
 class LeaseParams(NoParams):
-    ttl_s: float = Field(default=3600.0, gt=0)
+    ttl_s: float = Field(default=LEASE_TTL_S, gt=0, le=3600.0)
+
+
+class OverrideParams(NoParams):
+    override: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="why another holder's lease is overridden (logged with who did it)",
+    )
 
 
 class ApproveParams(NoParams):
@@ -118,7 +132,8 @@ class Control:
             owner, expires = lease
             raise RefusedError(
                 f"{self.name} is leased by '{owner}' for {expires - time.monotonic():.0f} s more, "
-                f"got {action} from holder '{holder}'; wait, or ask '{owner}' to release_lease",
+                f"got {action} from holder '{holder}'; wait, ask '{owner}' to release_lease, or "
+                'override it: release_lease with {"override": "why"}',
                 ErrorCode.lease_held,
             )
 
@@ -196,11 +211,35 @@ class Control:
         log.warning("emergency stop latched on %s", self.name)
         return {"estop": True, "stopped": [job.key for job in stopped]}
 
-    @control_action()
-    def clear_estop(self, request: Request, params: NoParams) -> dict[str, Any]:
-        """Let motions run again, once a person has made the instrument safe."""
-        self.check_lease(request.holder, request.action)
+    def _check_lease_or_override(self, request: Request, params: OverrideParams) -> None:
+        """``check_lease``, unless the request overrides it: an operator whose campaign died
+        with the lease, or who must clear an e-stop under someone else's lease, says why; who
+        and why are logged."""
+        if params.override is None:
+            self.check_lease(request.holder, request.action)
+            return
+        if not request.holder:
+            raise InvalidRequest(
+                f"an override of {request.action} needs the operator's name as holder, got none; "
+                "pass --holder NAME (or holder='name' to the client)"
+            )
+        lease = self._live_lease()
+        log.warning(
+            "%s.%s by '%s' overrides the lease of '%s': %s",
+            self.name,
+            request.action,
+            request.holder,
+            lease[0] if lease else None,
+            params.override,
+        )
+
+    @control_action(OverrideParams)
+    def clear_estop(self, request: Request, params: OverrideParams) -> dict[str, Any]:
+        """Let motions run again, once a person has made the instrument safe (under another
+        holder's lease only with an ``override`` reason)."""
+        self._check_lease_or_override(request, params)
         self.estop_latched = False
+        log.warning("emergency stop cleared on %s by '%s'", self.name, request.holder)
         return {"estop": False}
 
     @control_action(LeaseParams)
@@ -214,10 +253,11 @@ class Control:
         self._lease = (request.holder, time.monotonic() + params.ttl_s)
         return {"holder": request.holder, "expires_in_s": params.ttl_s}
 
-    @control_action()
-    def release_lease(self, request: Request, params: NoParams) -> dict[str, Any]:
-        """Give the instrument back to every holder."""
-        self.check_lease(request.holder, request.action)
+    @control_action(OverrideParams)
+    def release_lease(self, request: Request, params: OverrideParams) -> dict[str, Any]:
+        """Give the instrument back to every holder (another holder's lease only with an
+        ``override`` reason)."""
+        self._check_lease_or_override(request, params)
         self._lease = None
         return {"holder": None}
 

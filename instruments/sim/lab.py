@@ -23,7 +23,6 @@ import fcntl
 import json
 import os
 import re
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,11 @@ from pydantic import BaseModel
 
 from poreloop.instruments.base import ActionContext, Instrument
 from poreloop.instruments.errors import ErrorCode, InvalidRequest
-from poreloop.instruments.journal import read_outcomes
+from poreloop.instruments.records import META_FILE
 from poreloop.twins.errors import TwinError
 from poreloop.twins.microstructure import Microstructure
 
 SAMPLE_ID = re.compile(r"S\d{5,}")
-META_FILE = "sample.json"
 TRUTH_DIR = "truth"
 SAMPLE_COUNTER = "samples"
 
@@ -122,39 +120,6 @@ def save_sample(
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / META_FILE, {**meta, "sample_id": sample_id, "created_run": run})
     return sample_id
-
-
-def list_samples(lab_dir: str | Path) -> list[dict[str, Any]]:
-    """What a lab holds, as its records say (never its truth): every sample's record, with the
-    scans and measurements its instruments' journals (``journals/KIND.sqlite``) recorded as done
-    for it, oldest first: ``{"instrument", "action", "at" (epoch s), "result"}``."""
-    lab_dir = Path(lab_dir)
-    if not (lab_dir / "samples").is_dir():
-        raise InvalidRequest(
-            f"no lab at '{lab_dir}': expected the folder an instrument served with --lab-dir "
-            "(it holds samples/ and journals/)",
-            ErrorCode.invalid_params,
-        )
-    samples = {
-        folder.name: {**json.loads((folder / META_FILE).read_text()), "measurements": []}
-        for folder in sorted((lab_dir / "samples").iterdir())
-        if (folder / META_FILE).is_file()
-    }
-    for journal in sorted((lab_dir / "journals").glob("*.sqlite")):
-        try:
-            outcomes = read_outcomes(journal)
-        except sqlite3.Error as exc:
-            raise InvalidRequest(
-                f"cannot read the journal '{journal}': {exc}", ErrorCode.invalid_params
-            ) from None
-        for action, at, result in outcomes:
-            sample = samples.get(str(result.get("sample_id")))
-            if sample is not None and action != "fabricate":
-                entry = {"instrument": journal.stem, "action": action, "at": at, "result": result}
-                sample["measurements"].append(entry)
-    for sample in samples.values():
-        sample["measurements"].sort(key=lambda entry: entry["at"])
-    return list(samples.values())
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -126,6 +126,12 @@ def test_serve_and_call_with_keys(
             ["approve", "tcp://127.0.0.1:1", "--timeout", "-1"],
             "--timeout: expected a positive number",
         ),
+        (["call", "tcp://127.0.0.1:1", "acquire_lease"], "would end with the command"),
+        (
+            ["call", "tcp://127.0.0.1:1", "dry", "--timeout", "0.3"],
+            "may still be running: run the same command with --idempotency-key ",
+        ),
+        (["call", "tcp://127.0.0.1:1", "status", "--timeout", "0.3"], "timeout; give it a longer"),
     ],
 )
 def test_mistakes_are_one_line(
@@ -137,6 +143,26 @@ def test_mistakes_are_one_line(
     assert captured.out == ""
     assert captured.err.startswith("poreloop: error:") and captured.err.count("\n") == 1
     assert pattern in captured.err
+    assert "idempotency_key=" not in captured.err  # the hint speaks the CLI's syntax
+    if argv[2:3] == ["status"]:  # nothing to learn by asking again about a read
+        assert "--idempotency-key" not in captured.err
+
+
+def test_an_operator_breaks_a_campaign_s_lease_from_the_command_line(
+    serve_cli: Callable[..., tuple[subprocess.Popen[str], str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from poreloop.instruments.client import InstrumentClient
+
+    _, endpoint = serve_cli()
+    release = ["instrument", "call", endpoint, "release_lease", "--holder", "person:op"]
+    with InstrumentClient(endpoint, holder="campaign") as campaign:
+        campaign.call("acquire_lease", {"ttl_s": 600}, timeout=20)
+        assert main(release) == 2
+        assert "leased by 'campaign'" in capsys.readouterr().err
+        assert main([*release, "--params", '{"override": "the campaign hung"}']) == 0
+        assert json.loads(capsys.readouterr().out) == {"holder": None}
+        assert campaign.call("status", timeout=20)["lease"] is None
 
 
 def test_call_shows_progress_on_stderr_unless_quiet(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -25,7 +26,16 @@ from poreloop.instruments.errors import (
     ServerUnreachable,
 )
 from poreloop.instruments.journal import Journal
-from poreloop.instruments.protocol import VERSION, Error, Progress, Request, Result, decode, encode
+from poreloop.instruments.protocol import (
+    LEASE_TTL_S,
+    VERSION,
+    Error,
+    Progress,
+    Request,
+    Result,
+    decode,
+    encode,
+)
 from poreloop.instruments.server import Faults, Server
 from poreloop.instruments.sim.oven import SimOven
 
@@ -227,6 +237,62 @@ def test_a_lease_held_by_another_client_is_refused(served: Served) -> None:
         assert a.call("dry", SAFE)["run"] == 1
         a.call("release_lease")
         assert b.call("dry", SAFE)["run"] == 2
+
+
+def test_a_lease_is_short_and_ends_with_its_client(served: Served) -> None:
+    with InstrumentClient(served.endpoint, holder="campaign-a") as a:
+        assert a.call("acquire_lease")["expires_in_s"] == LEASE_TTL_S
+    with InstrumentClient(served.endpoint, holder="campaign-b") as b:
+        assert b.call("status")["lease"] is None  # released when campaign-a's client closed
+        assert b.call("dry", SAFE)["run"] == 1
+
+
+def test_a_lease_is_renewed_while_its_holder_lives_and_lapses_when_it_dies(
+    served: Served, raw: zmq.Socket
+) -> None:
+    with (
+        InstrumentClient(served.endpoint, holder="campaign-a") as a,
+        InstrumentClient(served.endpoint, holder="campaign-b") as b,
+    ):
+        with a.lease(ttl_s=0.6):
+            time.sleep(1.5)  # 2.5 lifetimes: alive only because it is renewed
+            with pytest.raises(RefusedError, match="leased by 'campaign-a'"):
+                b.call("dry", SAFE)
+        assert b.call("status")["lease"] is None
+    dead = Request(
+        id="r", idempotency_key="k", action="acquire_lease", params={"ttl_s": 0.3}, holder="ghost"
+    )
+    raw.send_multipart(encode(dead))  # a holder that never renews nor releases: it died
+    assert isinstance(decode(raw.recv_multipart()), Result)
+    time.sleep(0.4)
+    with InstrumentClient(served.endpoint, holder="campaign-b") as b:
+        assert b.call("dry", SAFE)["run"] == 1
+
+
+@pytest.mark.parametrize("action", ["release_lease", "clear_estop"])
+def test_an_operator_overrides_a_lease_saying_why_and_it_is_logged(
+    served: Served, action: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        InstrumentClient(served.endpoint, holder="campaign-a") as a,
+        InstrumentClient(served.endpoint, holder="person:alice") as alice,
+        InstrumentClient(served.endpoint) as nobody,
+    ):
+        a.call("estop")
+        a.call("acquire_lease", {"ttl_s": 600})
+        with pytest.raises(RefusedError, match=r'override it: release_lease with \{"override"'):
+            alice.call(action)
+        with pytest.raises(InvalidRequest, match="needs the operator's name as holder"):
+            nobody.call(action, {"override": "stuck"})
+        with caplog.at_level(logging.WARNING):
+            alice.call(action, {"override": "campaign-a crashed in the night"})
+        assert (
+            f"oven.{action} by 'person:alice' overrides the lease of 'campaign-a': "
+            "campaign-a crashed in the night" in caplog.text
+        )
+        status = alice.call("status")
+        assert (status["lease"] is None) == (action == "release_lease")
+        assert status["estop"] == (action == "release_lease")
 
 
 def test_a_dropped_reply_is_retried_under_the_same_key_and_runs_once(
