@@ -50,7 +50,7 @@ class Provenance(BaseModel):
     """What reading the file had to assume because it did not say (``voxel_size_um``)."""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Microstructure:
     """Labelled voxels. labels: ``(nx, ny, nz)`` (or ``(nx, ny)`` for an image) uint8 phase ids."""
 
@@ -75,6 +75,17 @@ class Microstructure:
             raise TwinError(
                 f"labels hold phase ids {unnamed} that have no name in phases {self.phases}"
             )
+
+    def __repr__(self) -> str:
+        """What it is, not its voxels: shape, voxel size, phases and where it came from."""
+        origin = self.provenance.twin
+        if origin == "unknown":
+            origin = self.provenance.source or "unknown"
+        seed = "" if self.provenance.seed is None else f", seed {self.provenance.seed}"
+        return (
+            f"<Microstructure {'x'.join(map(str, self.shape))} voxels of "
+            f"{self.voxel_size_um:g} um, phases {self.phases}, from {origin}{seed}>"
+        )
 
     @property
     def shape(self) -> tuple[int, ...]:

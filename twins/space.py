@@ -194,6 +194,33 @@ class ParameterSpace(BaseModel):
     parameters: tuple[Parameter, ...] = Field(min_length=1)
     constraints: tuple[LinearConstraint, ...] = ()
 
+    def __str__(self) -> str:
+        """A table, one row per parameter (kind, unit, range or choices, default, description),
+        then the constraints: what ``print(twin.space)`` and ``poreloop twin list`` show."""
+        rows = [("parameter", "kind", "unit", "range", "default", "description")]
+        for p in self.parameters:
+            if isinstance(p, Categorical):
+                bounds = "{" + ", ".join(p.choices) + "}"
+            else:
+                bounds = f"[{p.low:g}, {p.high:g}]"
+            default = p.default
+            shown = (
+                "-"
+                if default is None
+                else f"{default:g}"
+                if isinstance(default, float)
+                else str(default)
+            )
+            rows.append((p.name, p.kind, p.unit, bounds, shown, p.description))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+        lines = [
+            "  ".join(
+                [*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]
+            ).rstrip()
+            for row in rows
+        ]
+        return "\n".join([*lines, *(f"constraint: {c.describe()}" for c in self.constraints)])
+
     @model_validator(mode="after")
     def _consistent(self) -> ParameterSpace:
         names = [p.name for p in self.parameters]

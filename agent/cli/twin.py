@@ -15,6 +15,7 @@ from poreloop.agent.cli.types import key_value, positive_float, positive_int, sh
 
 if TYPE_CHECKING:
     from poreloop.twins.microstructure import Microstructure, Provenance
+    from poreloop.twins.space import ParameterSpace
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -105,14 +106,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 def twin_list(args: argparse.Namespace) -> int:
     from poreloop.twins.manufacturing import TWINS
 
-    entries = [cls.describe() for _, cls in sorted(TWINS.items())]
+    twins = [cls for _, cls in sorted(TWINS.items())]
     if args.json:
-        print(json.dumps(entries, indent=2))
+        print(json.dumps([cls.describe() for cls in twins], indent=2))
         return 0
-    if not entries:
+    if not twins:
         print("no twins registered")
         return 0
-    print("\n\n".join(_twin_table(entry) for entry in entries))
+    print("\n\n".join(_twin_table(cls.describe(), cls.space) for cls in twins))
     return 0
 
 
@@ -217,24 +218,7 @@ def print_fractions(micro: Microstructure) -> None:
         print(f"  {name:<{width}}  {fraction:.4f}")
 
 
-def _twin_table(entry: dict[str, Any]) -> str:
+def _twin_table(entry: dict[str, Any], space: ParameterSpace) -> str:
     phases = ", ".join(f"{pid} {name}" for pid, name in entry["phases"].items())
-    lines = [f"{entry['name']} — {entry['description']}".rstrip(" —"), f"  phases: {phases}"]
-    rows = [("parameter", "kind", "unit", "range", "default", "description")]
-    for p in entry["parameters"]:
-        if p["kind"] == "categorical":
-            bounds = "{" + ", ".join(p["choices"]) + "}"
-        else:
-            bounds = f"[{p['low']:g}, {p['high']:g}]"
-        default = "-" if p["default"] is None else _format(p["default"])
-        rows.append((p["name"], p["kind"], p["unit"], bounds, default, p["description"]))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        lines.append("  " + "  ".join([*cells, row[-1]]).rstrip())
-    lines += [f"  constraint: {text}" for text in entry["constraints"]]
-    return "\n".join(lines)
-
-
-def _format(value: float | int | str) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    header = [f"{entry['name']} — {entry['description']}".rstrip(" —"), f"  phases: {phases}"]
+    return "\n".join([*header, *("  " + line for line in str(space).splitlines())])

@@ -210,3 +210,9 @@ def test_a_voxel_size_given_as_zero_is_refused_not_taken_as_none(tmp_path: Path)
     }
     with pytest.raises(TwinError, match="positive"):
         Microstructure.load(tmp_path / "foreign.tif", voxel_size_um=0.0)
+
+
+def test_repr_says_what_it_is_not_its_voxels(micro: Microstructure) -> None:
+    text = repr(micro)
+    assert text.startswith(f"<Microstructure {'x'.join(map(str, micro.shape))} voxels of")
+    assert "array" not in text and len(text) < 200

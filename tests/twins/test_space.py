@@ -361,3 +361,11 @@ def test_read_recipe_refuses_what_is_not_a_mapping(tmp_path: Path) -> None:
         read_recipe(tmp_path / "list.yaml")
     with pytest.raises(TwinError, match="cannot read recipe"):
         read_recipe(tmp_path / "absent.yaml")
+
+
+def test_print_shows_a_table_of_parameters_and_constraints(space: ParameterSpace) -> None:
+    lines = str(space).splitlines()
+    assert lines[0].split()[:5] == ["parameter", "kind", "unit", "range", "default"]
+    assert [line.split()[0] for line in lines[1:5]] == ["x", "y", "n", "mode"]
+    assert "{a, b, c}" in lines[4]
+    assert lines[-1].startswith("constraint: ") and "<=" in lines[-1]
