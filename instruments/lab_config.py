@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 from pathlib import Path
@@ -19,9 +18,6 @@ from poreloop.instruments.auth import check_loopback
 from poreloop.instruments.errors import InstrumentError
 from poreloop.instruments.server.options import ServerOptions, journal_under
 from poreloop.registry import did_you_mean, validation_summary
-
-LAB_SETTINGS = ("lab_dir", "seed", "time_scale")
-"""Lab-wide settings handed to every backend whose constructor takes them."""
 
 
 class InstrumentConfig(BaseModel):
@@ -85,17 +81,6 @@ class LabConfig(BaseModel):
     def journal(self, instrument: InstrumentConfig) -> Path:
         return journal_under(self.lab_dir, instrument.kind)
 
-    def backend_options(self, instrument: InstrumentConfig) -> dict[str, Any]:
-        """The lab settings its backend's constructor takes, then the instrument's own options."""
-        from poreloop.instruments.sim import SIMULATED
-
-        accepted = inspect.signature(SIMULATED[instrument.kind]).parameters
-        shared = {"lab_dir": str(self.lab_dir), "seed": self.seed, "time_scale": self.time_scale}
-        return {
-            **{name: value for name, value in shared.items() if name in accepted},
-            **instrument.options,
-        }
-
 
 def load_lab_config(path: str | Path) -> LabConfig:
     """The lab config in the YAML file ``path``; one-line InstrumentError naming the bad key."""
@@ -117,19 +102,26 @@ def load_lab_config(path: str | Path) -> LabConfig:
         ) from None
 
 
-def server_command(config: LabConfig, instrument: InstrumentConfig) -> list[str]:
-    """The ``python -m poreloop.instruments.server`` command line that serves ``instrument``.
-
-    The server is told this process's PID and stops when it is no longer its parent."""
-    options = ServerOptions(
+def server_options(config: LabConfig, instrument: InstrumentConfig) -> ServerOptions:
+    """The server of ``instrument`` in the lab ``config``: the lab's folder, seed and clock go
+    to its backend where it takes them (the instrument's own options win). The server is told
+    this process's PID and stops when it is no longer its parent."""
+    return ServerOptions(
         kind=instrument.kind,
         backend=instrument.backend,
-        options=config.backend_options(instrument),
+        options=instrument.options,
         bind=instrument.bind,
         lab_dir=config.lab_dir,
         journal=config.journal(instrument),
         keys=config.keys,
         approval=instrument.approval,
         parent_pid=os.getpid(),
+        seed=config.seed,
+        time_scale=config.time_scale,
     )
+
+
+def server_command(config: LabConfig, instrument: InstrumentConfig) -> list[str]:
+    """The ``python -m poreloop.instruments.server`` command line that serves ``instrument``."""
+    options = server_options(config, instrument)
     return [sys.executable, "-m", "poreloop.instruments.server", *options.argv()]

@@ -68,6 +68,7 @@ class ServerOptions(BaseModel):
     time_scale: float | None = Field(
         default=None, gt=0, description="wall seconds per simulated second (sim backends)"
     )
+    seed: int | None = Field(default=None, description="seed of a sim backend that takes one")
     heartbeat_s: float = Field(
         default=0.5, gt=0, description="seconds between progress heartbeats of a running action"
     )
@@ -99,19 +100,16 @@ class ServerOptions(BaseModel):
         return self.journal if self.journal is not None else journal_under(self.lab_dir, self.kind)
 
     def backend_options(self) -> dict[str, Any]:
-        """The keyword arguments of the backend: ``options``, ``time_scale`` when set, and the
-        lab folder where a simulated backend keeps its samples (unless ``options`` names one)."""
+        """The keyword arguments of the backend: the lab settings (``lab_dir``, ``seed`` and
+        ``time_scale`` when set) that a simulated backend's constructor takes, then ``options``,
+        which win. A hardware adapter gets ``options`` only."""
         from poreloop.instruments.sim import SIMULATED
 
-        options = dict(self.options)
-        if self.time_scale is not None:
-            options["time_scale"] = self.time_scale
-        simulated = (
-            SIMULATED[self.kind] if self.backend == "sim" and self.kind in SIMULATED else None
-        )
-        if simulated is not None and "lab_dir" in inspect.signature(simulated).parameters:
-            options.setdefault("lab_dir", str(self.lab_dir))
-        return options
+        simulated = self.backend == "sim" and self.kind in SIMULATED
+        accepted = inspect.signature(SIMULATED[self.kind]).parameters if simulated else {}
+        settings = {"lab_dir": str(self.lab_dir), "seed": self.seed, "time_scale": self.time_scale}
+        given = {k: v for k, v in settings.items() if v is not None and k in accepted}
+        return {**given, **self.options}
 
     def faults(self) -> Faults:
         """The faults these options inject (none by default)."""

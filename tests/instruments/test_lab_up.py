@@ -20,7 +20,7 @@ import yaml
 from poreloop.agent.cli import main
 from poreloop.instruments.client import InstrumentClient
 from poreloop.instruments.errors import InstrumentError
-from poreloop.instruments.lab_config import load_lab_config, server_command
+from poreloop.instruments.lab_config import load_lab_config, server_command, server_options
 from poreloop.instruments.lab_up import run_lab
 from poreloop.instruments.server import ServerOptions
 
@@ -173,7 +173,7 @@ def test_lab_settings_reach_the_backend_options(tmp_path: Path) -> None:
     command = server_command(config, oven)
     assert f"--journal={tmp_path / 'lab' / 'journals' / 'oven.sqlite'}" in command
     assert "--approval" in command
-    assert config.backend_options(oven) == {
+    assert server_options(config, oven).backend_options() == {
         "seed": 3,
         "time_scale": 1e-3,
         "counter_path": str(tmp_path / "lab" / "oven-runs"),
