@@ -1,13 +1,15 @@
 """Pore tortuosity beside TauFactor; time of the critic chains and of one cell-model evaluation.
 
-The pore-phase tortuosity factor of a PoreSpy blob image and of our electrode twin, along z
-(through the thickness), from our solver (``twins.critics.tortuosity``) and from TauFactor's
-``Solver`` on the CPU at the same convergence tolerance, in the same process; then the time
+The pore-phase tortuosity factor of PoreSpy structures (blobs of three porosities and two
+blobinesses, polydisperse spheres) and of our twins' pore spaces, along z (through the
+thickness), from our solver (``twins.critics.tortuosity``) and from TauFactor's ``Solver`` on
+the CPU, each at its own default tolerance and again at a shared one, in the same process; then
+the time
 of each stage of the electrode, GDL and SOFC-anode chains, and of the PyBaMM cell model
 (build, first and later evaluations) on the electrode properties the chain found.
 
-    .venv/bin/python -m benchmarks.transport [--sizes 64 128 200] [--rtol 1e-3] [--repeats N]
-        [--peer-max-size 200] [--chain-sizes 64 128] [--chain-max-size CHAIN=EDGE ...]
+    .venv/bin/python -m benchmarks.transport [--sizes 64 128 256] [--structures NAME ...]
+        [--rtol 1e-3] [--repeats N] [--peer-max-size 128] [--chain-sizes 64 128] [--chain-max-size CHAIN=EDGE ...]
         [--evaluations 5] [--json PATH]
 
 from the repository root. The tables go to stdout, progress to stderr, and the results as JSON
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import porespy.generators as psg
 import taufactor
+import torch
+from scipy import stats
 
 from benchmarks._table import (
     add_json_option,
@@ -64,21 +68,45 @@ CHAINS = {"electrode": "li_ion_electrode", "gdl": "gdl", "sofc_anode": "sofc_ano
 C_RATES = (0.5, 1.0, 3.0)
 
 
-def blobs(size: int) -> np.ndarray:
-    """PoreSpy blobs, ``(size,)*3`` bool, True = pore, porosity 0.5."""
-    return psg.blobs(shape=[size] * 3, porosity=0.5, blobiness=1, seed=SEED)
+def blobs(porosity: float, blobiness: int) -> Callable[[int], np.ndarray]:
+    """PoreSpy blobs, ``(size,)*3`` bool, True = pore."""
+    return lambda size: psg.blobs(
+        shape=[size] * 3, porosity=porosity, blobiness=blobiness, seed=SEED
+    )
 
 
-def electrode(size: int) -> np.ndarray:
-    """Pore space of our electrode twin's default recipe, ``(size,)*3`` bool."""
-    micro = get_twin("li_ion_electrode").generate(shape=(size,) * 3, seed=SEED)
-    return micro.labels == micro.phase_id("pore")
+def polydisperse_spheres(size: int) -> np.ndarray:
+    """PoreSpy's overlapping polydisperse spheres (radii ~ N(8, 2) voxels, at least 4) at
+    porosity 0.5, ``(size,)*3`` bool, True = pore."""
+    return psg.polydisperse_spheres(
+        [size] * 3, porosity=0.5, dist=stats.norm(loc=8, scale=2), r_min=4, seed=SEED
+    )
+
+
+def twin_pore(twin: str) -> Callable[[int], np.ndarray]:
+    """Pore space of a twin's default recipe, ``(size,)*3`` bool."""
+
+    def make(size: int) -> np.ndarray:
+        micro = get_twin(twin).generate(shape=(size,) * 3, seed=SEED)
+        return micro.labels == micro.phase_id("pore")
+
+    return make
 
 
 STRUCTURES: dict[str, Callable[[int], np.ndarray]] = {
-    "porespy.blobs": blobs,
-    "li_ion_electrode": electrode,
+    **{
+        f"blobs e{porosity:g} b{blobiness}": blobs(porosity, blobiness)
+        for porosity in (0.3, 0.5, 0.7)
+        for blobiness in (1, 2)
+    },
+    "polydisperse_spheres": polydisperse_spheres,
+    "li_ion_electrode": twin_pore("li_ion_electrode"),
+    "gdl": twin_pore("gdl"),
+    "sofc_anode": twin_pore("sofc_anode"),
 }
+"""The structure families of the τ comparison: PoreSpy's, and the pore space of our twins."""
+TAUFACTOR_DEFAULT = 1e-2
+"""``taufactor.Solver.solve``'s own ``conv_crit``."""
 
 
 def taufactor_solve(pore: np.ndarray, axis: int, rtol: float) -> taufactor.Solver:
@@ -92,10 +120,11 @@ def taufactor_solve(pore: np.ndarray, axis: int, rtol: float) -> taufactor.Solve
 
 @dataclass
 class TransportRow:
-    """One structure at one size, by both solvers."""
+    """One structure at one size, by both solvers at one pair of tolerances."""
 
     structure: str
     size: str
+    tolerances: str
     porosity: float
     tau_ours: float | None = None
     tau_taufactor: float | None = None
@@ -113,35 +142,41 @@ class TransportRow:
 def bench_transport(
     name: str, sizes: list[int], rtol: float, repeats: int | None, peer_max_size: int
 ) -> list[TransportRow]:
-    """Our τ and TauFactor's for one structure at every size, each solver warmed up first."""
+    """Our τ and TauFactor's for one structure at every size: TauFactor at its own default
+    ``conv_crit`` and again at our ``rtol``, ours once at ``rtol``; each solver warmed up."""
     make = STRUCTURES[name]
     log(f"{name}: warm-up at {WARM_UP_SIZE}^3")
     tortuosity(make(WARM_UP_SIZE), AXIS, rtol=rtol)
     taufactor_solve(make(WARM_UP_SIZE), AXIS, rtol)
+    settings = {f"own: ours {rtol:g}, TF {TAUFACTOR_DEFAULT:g}": TAUFACTOR_DEFAULT}
+    settings[f"shared {rtol:g}"] = rtol
     rows = []
     for size in sizes:
         pore, n = make(size), repeats_for(size, repeats, SINGLE_FROM)
-        row = TransportRow(name, f"{size}^3", float(pore.mean()), repeats=n)
         log(f"{name}: ours at {size}^3 x{n}")
-        row.seconds_ours, ours = best_time(lambda p=pore: tortuosity(p, AXIS, rtol=rtol), n)
-        row.tau_ours, row.iterations_ours = ours.tau, ours.iterations
-        notes = [] if ours.converged else [f"ours not converged (residual {ours.residual:.1e})"]
-        if size > peer_max_size:
-            notes.append(f"TauFactor skipped (size > --peer-max-size {peer_max_size})")
-        else:
-            log(f"{name}: TauFactor at {size}^3 x{n}")
-            row.seconds_taufactor, peer = best_time(
-                lambda p=pore: taufactor_solve(p, AXIS, rtol), n
-            )
-            row.tau_taufactor, row.iterations_taufactor = float(peer.tau[0]), peer.iter
-            row.difference_pct = 100 * (row.tau_ours / row.tau_taufactor - 1)
-            row.speedup = row.seconds_taufactor / row.seconds_ours
-            if not peer.converged:
-                notes.append("TauFactor not converged")
-        if size == TARGET_SIZE:
-            row.target = transport_verdict(row)
-        row.note = "; ".join(notes)
-        rows.append(row)
+        seconds, ours = best_time(lambda p=pore: tortuosity(p, AXIS, rtol=rtol), n)
+        for tolerances, conv_crit in settings.items():
+            row = TransportRow(name, f"{size}^3", tolerances, float(pore.mean()), repeats=n)
+            row.seconds_ours, row.tau_ours, row.iterations_ours = seconds, ours.tau, ours.iterations
+            notes = [] if ours.converged else [f"ours not converged (residual {ours.residual:.1e})"]
+            if size > peer_max_size:
+                notes.append(f"TauFactor skipped (size > --peer-max-size {peer_max_size})")
+            elif not ours.percolating:
+                notes.append("no percolating pore path: nothing to solve")
+            else:
+                log(f"{name}: TauFactor (conv_crit {conv_crit:g}) at {size}^3 x{n}")
+                row.seconds_taufactor, peer = best_time(
+                    lambda p=pore, c=conv_crit: taufactor_solve(p, AXIS, c), n
+                )
+                row.tau_taufactor, row.iterations_taufactor = float(peer.tau[0]), peer.iter
+                row.difference_pct = 100 * (row.tau_ours / row.tau_taufactor - 1)
+                row.speedup = row.seconds_taufactor / row.seconds_ours
+                if not peer.converged:
+                    notes.append("TauFactor not converged")
+            if size == TARGET_SIZE:
+                row.target = transport_verdict(row)
+            row.note = "; ".join(notes)
+            rows.append(row)
     return rows
 
 
@@ -239,6 +274,7 @@ def bench_cell(results: dict[int, ChainResult], evaluations: int) -> list[CellRo
 TRANSPORT_COLUMNS = (
     "structure",
     "size",
+    "tolerances",
     "porosity",
     "tau_ours",
     "tau_TF",
@@ -282,6 +318,7 @@ def transport_cells(row: TransportRow) -> tuple[str, ...]:
     return (
         row.structure,
         row.size,
+        row.tolerances,
         number(row.porosity, 3),
         number(row.tau_ours, 4),
         number(row.tau_taufactor, 4),
@@ -337,7 +374,15 @@ def _chain_limit(text: str) -> tuple[str, int]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 200])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument(
+        "--structures",
+        nargs="+",
+        choices=list(STRUCTURES),
+        default=list(STRUCTURES),
+        metavar="NAME",
+        help=f"structure families to solve (all): {', '.join(STRUCTURES)}",
+    )
     parser.add_argument(
         "--rtol", type=float, default=1e-3, help="our rtol and TauFactor's conv_crit"
     )
@@ -347,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--peer-max-size",
         type=int,
-        default=200,
+        default=128,
         help="skip TauFactor above this edge (it takes minutes); printed as skipped",
     )
     parser.add_argument("--chain-sizes", type=int, nargs="+", default=[64, 128])
@@ -375,7 +420,13 @@ def main(argv: list[str] | None = None) -> None:
     notes = [
         f"tau: pore-phase tortuosity factor along z (axis {AXIS}), seed {SEED}; TauFactor "
         "(taufactor.Solver, float32, device='cpu') solves along its first axis, so it gets "
-        f"the image with z moved first; our rtol = TauFactor's conv_crit = {args.rtol:g}",
+        "the image with z moved first; torch and our BLAS both at "
+        f"{torch.get_num_threads()} threads",
+        f"tolerances: 'own' = each solver's default (our rtol {args.rtol:g}, TauFactor's "
+        f"conv_crit {TAUFACTOR_DEFAULT:g}); 'shared' = TauFactor's conv_crit = our rtol; ours "
+        "is solved once and shown on both rows",
+        "structures: PoreSpy blobs at porosity e and blobiness b, PoreSpy polydisperse "
+        "spheres (porosity 0.5), and the pore space of each twin's default recipe",
         "diff_%: 100 (tau_ours / tau_TF - 1); speed-up: TF_s / ours_s",
         "iter: ours = preconditioned CG iterations (AMG V-cycle each); TF = SOR iterations "
         "(one chequerboard colour each, convergence checked every 100)",
@@ -392,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
         "first_s: first evaluation after the build; median_s: median of n more",
     ]
     transport = []
-    for name in STRUCTURES:
+    for name in args.structures:
         transport += bench_transport(name, sizes, args.rtol, args.repeats, args.peer_max_size)
 
     chains: list[ChainRow] = []

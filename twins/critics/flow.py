@@ -28,7 +28,7 @@ Darcy permeability ``k = μ ⟨u⟩ L / ΔP`` of a sample held in a permeameter.
   superficial velocity (creeping flow assumed).
 
 The saddle-point system ``[[A, G], [Gᵀ, 0]]`` is symmetric and indefinite. It is solved by
-MINRES with a block-diagonal SPD preconditioner: a smoothed-aggregation AMG V-cycle for the
+MINRES with a block-diagonal SPD preconditioner: an aggregation AMG V-cycle for the
 vector Laplacian ``A``, and for the pressure Schur complement the Cahouet–Chabard form
 ``(Gᵀ W⁻¹ G)⁻¹ + I``, where ``W`` is the wall (Brinkman-like) part of ``A``'s diagonal: in
 narrow pores ``A`` is dominated by its walls and the Schur complement is Darcy-like, in open
@@ -50,7 +50,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
-from poreloop.twins.critics.multigrid import SmoothedAggregation
+from poreloop.twins.critics.multigrid import Aggregation
 from poreloop.twins.errors import CriticError
 
 DARCY_M2 = 9.869233e-13
@@ -323,8 +323,8 @@ class _Stokes:
         K = sp.bmat([[A, G], [G.T, None]], format="csr")
         rhs = np.concatenate([b, np.zeros(G.shape[1])])
         wall = np.maximum(2 * A.diagonal() - np.asarray(abs(A).sum(axis=1)).ravel(), _WALL_FLOOR)
-        velocity = SmoothedAggregation(A)
-        pressure = SmoothedAggregation((G.T @ sp.diags(1 / wall) @ G).tocsr())
+        velocity = Aggregation(A)
+        pressure = Aggregation((G.T @ sp.diags(1 / wall) @ G).tocsr())
 
         def precondition(r: np.ndarray) -> np.ndarray:
             return np.concatenate([velocity(r[:m]), pressure(r[m:]) + r[m:]])

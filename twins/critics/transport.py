@@ -22,7 +22,7 @@ so the two agree to the convergence tolerance:
   away and uses L + 1 instead: its values differ from ours by O(1/L).
 
 The linear system is symmetric positive definite; it is solved by conjugate gradients
-preconditioned with a smoothed-aggregation algebraic multigrid V-cycle (robust to the
+preconditioned with an aggregation algebraic multigrid V-cycle (robust to the
 jumps of σ between phases and to the ragged pore geometry). Convergence is judged
 physically: the flux through every cross-section (inlet face, the faces between voxel
 slices, outlet face) must agree to ``rtol`` relative to the largest, and τ must change by
@@ -41,7 +41,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 from scipy import ndimage
 
-from poreloop.twins.critics.multigrid import SmoothedAggregation
+from poreloop.twins.critics.multigrid import Aggregation
 from poreloop.twins.errors import CriticError
 
 
@@ -147,7 +147,7 @@ def conductivity(
             residual=0.0,
             tau_change=0.0,
         )
-    solution = _pcg(system, SmoothedAggregation(system.A), rtol, max_iterations)
+    solution = _pcg(system, Aggregation(system.A), rtol, max_iterations)
     voxel_flux = system.voxel_flux(solution.x)
     phase = np.moveaxis(labels, axis, 0)[system.cluster]
     flux_fraction = {p: float(voxel_flux[phase == p].sum() / voxel_flux.sum()) for p in fractions}
@@ -204,17 +204,17 @@ def _check(
 class _System:
     """The finite-volume system on the percolating cluster, flow along the first axis.
 
-    ``A x = b`` (n unknowns, SPD); ``layers @ x + layers0`` is the flux through each of the
-    L + 1 cross-sections; ``faces`` are the (a, b, g) voxel pairs across them, a upstream.
+    ``A x = b`` (n unknowns, SPD); ``faces`` are the (a, b, g) voxel pairs across the slices,
+    a upstream; ``layers @ x`` is the flux through each cross-section k between slices k - 1
+    and k, but for the inlet (0) and outlet (L) faces, which ``section_flux`` adds.
     """
 
     cluster: np.ndarray  # (L, ny, nz) bool: the voxels that carry unknowns
     A: sp.csr_matrix  # (n, n)
     b: np.ndarray  # (n,)
     x0: np.ndarray  # (n,) linear initial guess
-    layers: sp.csr_matrix  # (L + 1, n)
-    layers0: np.ndarray  # (L + 1,)
     faces: tuple[np.ndarray, np.ndarray, np.ndarray]
+    layers: sp.csr_matrix  # (L + 1, n)
     inlet: tuple[np.ndarray, np.ndarray]  # unknown index, conductance to the face
     outlet: tuple[np.ndarray, np.ndarray]
 
@@ -234,59 +234,55 @@ class _System:
         index[cluster] = np.arange(n, dtype=np.int32)
         s = sigma[cluster]
 
-        # Neighbour table (n, 7), -1 where there is none; with unknowns numbered in C order
-        # the columns -x, -y, -z, self, +z, +y, +x come out sorted, so A is built as CSR.
-        neighbours = np.full((n, 7), -1, dtype=np.int32)
-        neighbours[:, 3] = np.arange(n, dtype=np.int32)
-        conductance = np.zeros((n, 7))
-        shifted = np.empty_like(index)
+        # The faces between unknowns along each axis d, a the lower voxel and b the upper one;
+        # both come out increasing (unknowns are numbered in C order).
+        pairs = []
         for d in range(3):
             lower, upper = [slice(None)] * 3, [slice(None)] * 3
             lower[d], upper[d] = slice(None, -1), slice(1, None)
-            shifted.fill(-1)
-            shifted[tuple(lower)] = index[tuple(upper)]  # the unknown one step up along d
-            up = shifted[cluster]
-            here = np.flatnonzero(up >= 0)
-            there = up[here]
-            g = 2 * s[here] * s[there] / (s[here] + s[there])
-            neighbours[here, 6 - d], conductance[here, 6 - d] = there, g
-            neighbours[there, d], conductance[there, d] = here, g  # the face seen from above
-        present = neighbours >= 0
+            below, above = index[tuple(lower)], index[tuple(upper)]
+            inside = (below >= 0) & (above >= 0)
+            a, b = below[inside], above[inside]
+            pairs.append((a, b, 2 * s[a] * s[b] / (s[a] + s[b])))
         inlet = index[0][index[0] >= 0]
         outlet = index[-1][index[-1] >= 0]
         g_in, g_out = 2 * s[inlet], 2 * s[outlet]
-        values = -conductance
-        values[:, 3] = conductance.sum(axis=1)
-        values[inlet, 3] += g_in
-        values[outlet, 3] += g_out
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(present.sum(axis=1), out=indptr[1:])
-        A = sp.csr_matrix((values[present], neighbours[present], indptr), shape=(n, n))
-        a = np.flatnonzero(present[:, 6])
-        faces = (a, neighbours[a, 6], conductance[a, 6])
-        b = np.zeros(n)
-        b[inlet] = g_in
+        diagonal = np.zeros(n)
+        for a, b, g in pairs:
+            diagonal += np.bincount(a, g, n) + np.bincount(b, g, n)
+        diagonal[inlet] += g_in
+        diagonal[outlet] += g_out
+        A = _csr_by_columns(
+            n,
+            # every row's entries in column order: -x, -y, -z neighbours, itself, +z, +y, +x
+            [(b, a, -g) for a, b, g in pairs]
+            + [(np.arange(n, dtype=np.int32), np.arange(n, dtype=np.int32), diagonal)]
+            + [(a, b, -g) for a, b, g in reversed(pairs)],
+        )
+        rhs = np.zeros(n)
+        rhs[inlet] = g_in
         length = sigma.shape[0]
         slice_of = np.repeat(np.arange(length), cluster.sum(axis=(1, 2)))  # (n,) along the flow
         x0 = 1 - (slice_of + 0.5) / length
-
-        a, b_, g = faces
-        section = slice_of[a] + 1  # cross-section k lies between slices k - 1 and k
-        layers = sp.csr_matrix(
-            (
-                np.concatenate([g, -g, -g_in, g_out]),
-                (
-                    np.concatenate(
-                        [section, section, np.zeros_like(inlet), np.full_like(outlet, length)]
-                    ),
-                    np.concatenate([a, b_, inlet, outlet]),
-                ),
-            ),
-            shape=(length + 1, n),
+        faces = pairs[0]
+        return cls(
+            cluster,
+            A,
+            rhs,
+            x0,
+            faces,
+            _layers(faces, slice_of, length),
+            (inlet, g_in),
+            (outlet, g_out),
         )
-        layers0 = np.zeros(length + 1)
-        layers0[0] = g_in.sum()
-        return cls(cluster, A, b, x0, layers, layers0, faces, (inlet, g_in), (outlet, g_out))
+
+    def section_flux(self, x: np.ndarray) -> np.ndarray:
+        """The flux through each of the L + 1 cross-sections, inlet face first, (L + 1,)."""
+        q = self.layers @ x
+        (inlet, g_in), (outlet, g_out) = self.inlet, self.outlet
+        q[0] = g_in @ (1 - x[inlet])
+        q[-1] = g_out @ x[outlet]
+        return q
 
     def voxel_flux(self, x: np.ndarray) -> np.ndarray:
         """Axial flux through each unknown's voxel, the mean over its two axial faces, (n,)."""
@@ -299,6 +295,50 @@ class _System:
         q[inlet] += g_in * (1 - x[inlet])
         q[outlet] += g_out * x[outlet]
         return q / 2
+
+
+def _layers(
+    faces: tuple[np.ndarray, np.ndarray, np.ndarray], slice_of: np.ndarray, length: int
+) -> sp.csr_matrix:
+    """(L + 1, n): row k sums g (x_a - x_b) over the faces between slices k - 1 and k. The
+    faces come ordered by their upstream voxel, so by section: each row's entries are one run
+    of faces, its a-terms then its b-terms, placed without a sort."""
+    a, b, g = faces
+    section = slice_of[a] + 1
+    counts = np.bincount(section, minlength=length + 1)
+    indptr = np.zeros(length + 2, dtype=np.int64)
+    np.cumsum(2 * counts, out=indptr[1:])
+    first = np.cumsum(counts) - counts  # the first face of each section
+    f = np.arange(a.size)
+    at_a = indptr[section] + (f - first[section])
+    indices = np.empty(2 * a.size, dtype=np.int32)
+    data = np.empty(2 * a.size)
+    indices[at_a], data[at_a] = a, g
+    indices[at_a + counts[section]], data[at_a + counts[section]] = b, -g
+    return sp.csr_matrix((data, indices, indptr), shape=(length + 1, slice_of.size))
+
+
+def _csr_by_columns(
+    n: int, groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+) -> sp.csr_matrix:
+    """An (n, n) CSR matrix from groups of (rows, columns, values), each row at most once per
+    group and the groups in the column order every row's entries take: the entries go straight
+    to their place, without the sort a COO conversion pays for."""
+    counts = np.zeros(n + 1, dtype=np.int64)
+    for rows, _, _ in groups:
+        counts[1:] += np.bincount(rows, minlength=n)
+    indptr = np.cumsum(counts)
+    nnz = int(indptr[-1])
+    indices = np.empty(nnz, dtype=np.int32)
+    data = np.empty(nnz)
+    filled = indptr[:-1].copy()
+    for rows, columns, values in groups:
+        at = filled[rows]
+        indices[at], data[at] = columns, values
+        filled[rows] += 1
+    matrix = sp.csr_matrix((data, indices, indptr), shape=(n, n))
+    matrix.has_canonical_format = True
+    return matrix
 
 
 @dataclass(frozen=True)
@@ -322,7 +362,7 @@ def _pcg(
 
     def measure(x: np.ndarray) -> tuple[float, float]:
         """Cross-section flux spread and σ_eff of the iterate."""
-        q = system.layers @ x + system.layers0
+        q = system.section_flux(x)
         spread = (q.max() - q.min()) / q.max() if q.max() > 0 else np.inf
         return float(spread), float(q.mean()) * length / section
 
