@@ -323,8 +323,9 @@ class _Stokes:
         K = sp.bmat([[A, G], [G.T, None]], format="csr")
         rhs = np.concatenate([b, np.zeros(G.shape[1])])
         wall = np.maximum(2 * A.diagonal() - np.asarray(abs(A).sum(axis=1)).ravel(), _WALL_FLOOR)
-        velocity = Aggregation(A)
-        pressure = Aggregation((G.T @ sp.diags(1 / wall) @ G).tocsr())
+        # MINRES needs a fixed linear preconditioner: V-cycles, not K-cycles
+        velocity = Aggregation(A, krylov=False)
+        pressure = Aggregation((G.T @ sp.diags(1 / wall) @ G).tocsr(), krylov=False)
 
         def precondition(r: np.ndarray) -> np.ndarray:
             return np.concatenate([velocity(r[:m]), pressure(r[m:]) + r[m:]])

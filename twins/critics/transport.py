@@ -21,8 +21,8 @@ so the two agree to the convergence tolerance:
   ``τ = ε D0 / D_eff``. TauFactor's ``MultiPhaseSolver`` puts the boundary a whole voxel
   away and uses L + 1 instead: its values differ from ours by O(1/L).
 
-The linear system is symmetric positive definite; it is solved by conjugate gradients
-preconditioned with an aggregation algebraic multigrid V-cycle (robust to the
+The linear system is symmetric positive definite; it is solved by flexible conjugate gradients
+preconditioned with an aggregation algebraic multigrid K-cycle (robust to the
 jumps of σ between phases and to the ragged pore geometry). Convergence is judged
 physically: the flux through every cross-section (inlet face, the faces between voxel
 slices, outlet face) must agree to ``rtol`` relative to the largest, and τ must change by
@@ -357,7 +357,9 @@ def _pcg(
     rtol: float,
     max_iterations: int,
 ) -> _Solution:
-    """Preconditioned conjugate gradients, stopped by the physical criterion of the module."""
+    """Flexible preconditioned conjugate gradients (Polak-Ribière β, so a K-cycle, which is
+    not a fixed linear operator, may precondition it), stopped by the physical criterion of
+    the module."""
     length, section = system.cluster.shape[0], system.cluster[0].size
 
     def measure(x: np.ndarray) -> tuple[float, float]:
@@ -379,6 +381,7 @@ def _pcg(
         if not pAp > 0:  # the residual is at round-off: x cannot change any more
             return _Solution(x, sigma_eff, iteration - 1, spread, 0.0, spread < rtol)
         x += (rz / pAp) * p
+        r_old = r.copy()
         r -= (rz / pAp) * Ap
         spread, new_sigma = measure(x)
         change = abs(sigma_eff / new_sigma - 1) if new_sigma > 0 else np.inf
@@ -386,6 +389,7 @@ def _pcg(
         if spread < rtol and change < rtol:
             return _Solution(x, sigma_eff, iteration, spread, change, True)
         z = precondition(r)
-        rz, rz_old = r @ z, rz
-        p = z + (rz / rz_old) * p
+        beta = (z @ (r - r_old)) / rz
+        rz = r @ z
+        p = z + beta * p
     return _Solution(x, sigma_eff, max_iterations, spread, change, False)
