@@ -221,6 +221,7 @@ class ScreeningPool:
             )
         self.replaced = 0
         """Actors that died and were replaced."""
+        self._made: list[ActorHandle] = []
         self._slots: dict[Literal["twin", "chain"], list[_Slot]] = {
             "twin": [_Slot(self._new_actor("twin")) for _ in range(n_workers)],
             "chain": [_Slot(self._new_actor("chain")) for _ in range(n_workers)],
@@ -229,9 +230,13 @@ class ScreeningPool:
     def _new_actor(self, kind: Literal["twin", "chain"]) -> ActorHandle:
         from poreloop.twins.actors import ChainActor, TwinActor
 
-        if kind == "twin":
-            return TwinActor.remote(self.twin, **self.twin_options)  # type: ignore[return-value]
-        return ChainActor.remote(self.chain, **self.chain_options)  # type: ignore[return-value]
+        actor: ActorHandle = (
+            TwinActor.remote(self.twin, **self.twin_options)  # type: ignore[assignment]
+            if kind == "twin"
+            else ChainActor.remote(self.chain, **self.chain_options)
+        )
+        self._made.append(actor)
+        return actor
 
     @property
     def n_workers(self) -> int:
@@ -375,13 +380,14 @@ class ScreeningPool:
         )
 
     def close(self) -> None:
-        """Kill the actors (their tasks with them)."""
+        """Kill every actor this pool made (their tasks with them), the replaced ones too: Ray
+        can miss a kill that reaches an actor still being created, which then lives on,
+        holding its CPUs, after it was reported dead."""
         import ray
 
         if ray.is_initialized():
-            for slots in self._slots.values():
-                for slot in slots:
-                    ray.kill(slot.actor)
+            for actor in self._made:
+                ray.kill(actor)
 
     def __enter__(self) -> ScreeningPool:
         return self

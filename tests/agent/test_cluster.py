@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,10 @@ def test_a_job_that_keeps_killing_its_actor_is_given_up(ray_session: None) -> No
             stop.set()
             killer.join()
         [after] = pool.screen(jobs(1))
+    give_up = time.monotonic() + 30  # and no actor it killed lives on, holding a CPU
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+        assert time.monotonic() < give_up, "an actor of the closed pool still holds its CPU"
+        time.sleep(0.1)
     assert given_up.failed and given_up.deaths == MAX_DEATHS
     assert given_up.reason.startswith(f"evaluate: killed its chain actor {MAX_DEATHS} times (")
     assert given_up.structure is not None  # the twin made it; no chain lived to score it
