@@ -10,7 +10,7 @@ of each stage of the electrode, GDL and SOFC-anode chains, and of the PyBaMM cel
 
     .venv/bin/python -m benchmarks.transport [--sizes 64 128 256] [--structures NAME ...]
         [--rtol 1e-3] [--repeats N] [--peer-max-size 128] [--chain-sizes 64 128] [--chain-max-size CHAIN=EDGE ...]
-        [--evaluations 5] [--json PATH]
+        [--memory-structures NAME ...] [--memory-sizes 128 256] [--evaluations 5] [--json PATH]
 
 from the repository root. The tables go to stdout, progress to stderr, and the results as JSON
 to PATH (default runs/benchmarks/transport.json) for a later run to be compared with.
@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -180,6 +181,73 @@ def bench_transport(
     return rows
 
 
+@dataclass
+class MemoryRow:
+    """Peak memory of one solve of one structure at one size, each solver in its own process."""
+
+    structure: str
+    size: str
+    ours_mib: float | None = None
+    taufactor_mib: float | None = None
+    note: str = ""
+
+
+_MEMORY_CHILD = """
+import sys
+from benchmarks.transport import STRUCTURES, AXIS, taufactor_solve, tortuosity
+structure, size, solver, rtol = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+pore = STRUCTURES[structure](size)
+def solve(volume):
+    if solver == "ours":
+        return tortuosity(volume, AXIS, rtol=rtol)
+    return taufactor_solve(volume, AXIS, rtol)
+solve(pore[:32, :32, :32].copy())  # imports and first-call set-up, as timed above
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1])
+with open("/proc/self/clear_refs", "w") as refs:
+    refs.write("5")  # reset the high-water mark: building the structure does not count
+before = status("VmRSS:")
+solve(pore)
+print((status("VmHWM:") - before) / 1024)
+"""
+
+
+def peak_memory_mib(structure: str, size: int, solver: str, rtol: float) -> float:
+    """The resident memory one solve adds at its peak, MiB: the solve runs alone in a child
+    process (Linux ``VmHWM`` after it, reset before, minus ``VmRSS`` before), so torch's
+    allocations count as fully as numpy's."""
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, structure, str(size), solver, str(rtol)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the {solver} memory run failed: {done.stderr.strip()[-500:]}")
+    return float(done.stdout.split()[-1])
+
+
+def bench_memory(
+    structures: list[str], sizes: list[int], rtol: float, peer_max_size: int
+) -> list[MemoryRow]:
+    """Peak memory of ours at ``rtol`` and TauFactor at its own default, per structure and size."""
+    rows = []
+    for name in structures:
+        for size in sizes:
+            row = MemoryRow(name, f"{size}^3")
+            log(f"{name}: peak memory of ours at {size}^3")
+            row.ours_mib = peak_memory_mib(name, size, "ours", rtol)
+            if size > peer_max_size:
+                row.note = f"TauFactor skipped (size > --peer-max-size {peer_max_size})"
+            else:
+                log(f"{name}: peak memory of TauFactor at {size}^3")
+                row.taufactor_mib = peak_memory_mib(name, size, "taufactor", TAUFACTOR_DEFAULT)
+            rows.append(row)
+    return rows
+
+
 def transport_verdict(row: TransportRow) -> str:
     if row.difference_pct is None or row.speedup is None:
         return "unknown"
@@ -288,10 +356,13 @@ TRANSPORT_COLUMNS = (
     "target",
     "note",
 )
+MEMORY_COLUMNS = ("structure", "size", "ours_MiB", "TF_MiB", "note")
 CHAIN_COLUMNS = ("chain", "size", "total_s", "ok", "stages_s")
 CELL_COLUMNS = ("size", "C-rates", "build_s", "first_s", "median_s", "n", "note")
 RIGHT = {
     "size",
+    "ours_MiB",
+    "TF_MiB",
     "porosity",
     "tau_ours",
     "tau_TF",
@@ -330,6 +401,16 @@ def transport_cells(row: TransportRow) -> tuple[str, ...]:
         number(row.speedup, 1),
         str(row.repeats),
         row.target,
+        row.note,
+    )
+
+
+def memory_cells(row: MemoryRow) -> tuple[str, ...]:
+    return (
+        row.structure,
+        row.size,
+        number(row.ours_mib, 0),
+        number(row.taufactor_mib, 0),
         row.note,
     )
 
@@ -395,6 +476,15 @@ def main(argv: list[str] | None = None) -> None:
         default=128,
         help="skip TauFactor above this edge (it takes minutes); printed as skipped",
     )
+    parser.add_argument(
+        "--memory-structures",
+        nargs="*",
+        choices=list(STRUCTURES),
+        default=["li_ion_electrode", "blobs e0.5 b1"],
+        metavar="NAME",
+        help="families whose peak memory per solve is measured (each solve in a child process)",
+    )
+    parser.add_argument("--memory-sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--chain-sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument(
         "--chain-max-size",
@@ -434,6 +524,9 @@ def main(argv: list[str] | None = None) -> None:
         f"of each at {WARM_UP_SIZE}^3",
         f"target: at {TARGET_SIZE}^3 |diff| < {100 * TARGET_DIFFERENCE:g}% and speed-up >= "
         f"{TARGET_SPEEDUP:g}",
+        "peak memory: the resident memory one solve adds at its peak (Linux VmHWM, reset "
+        "before the solve, minus VmRSS before it), each solver alone in a child process after "
+        "a 32^3 warm-up; TauFactor at its own default tolerance",
         "chains: default recipe of each chain's twin ("
         + ", ".join(f"{chain}: {twin}" for chain, twin in CHAINS.items())
         + f"), one wall-time evaluation per size after a warm-up at {WARM_UP_SIZE}^3 (the "
@@ -445,6 +538,10 @@ def main(argv: list[str] | None = None) -> None:
     transport = []
     for name in args.structures:
         transport += bench_transport(name, sizes, args.rtol, args.repeats, args.peer_max_size)
+
+    memory = bench_memory(
+        args.memory_structures, sorted(set(args.memory_sizes)), args.rtol, args.peer_max_size
+    )
 
     chains: list[ChainRow] = []
     results: dict[str, dict[int, ChainResult]] = {}
@@ -462,11 +559,13 @@ def main(argv: list[str] | None = None) -> None:
             map(transport_cells, transport),
             "pore tortuosity: ours beside TauFactor",
         ),
+        (MEMORY_COLUMNS, map(memory_cells, memory), "peak memory per solve"),
         (CHAIN_COLUMNS, map(chain_cells, chains), "critic chains"),
         (CELL_COLUMNS, map(cell_cells, cell), "cell model (PyBaMM) evaluation"),
     ):
         print_table(columns, list(cells), RIGHT, group=1, title=f"# {title}")
-    write_json(args, header, notes, {"transport": transport, "chains": chains, "cell": cell})
+    tables = {"transport": transport, "memory": memory, "chains": chains, "cell": cell}
+    write_json(args, header, notes, tables)
 
 
 if __name__ == "__main__":
