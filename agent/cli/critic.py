@@ -64,7 +64,7 @@ def critic_evaluate(args: argparse.Namespace) -> int:
     if args.phases:
         micro = Microstructure(micro.labels, micro.voxel_size_um, args.phases, micro.provenance)
     result = chain.evaluate(micro)
-    warn_assumed(micro.provenance, args.file)
+    warn_assumed(micro.provenance.assumed, args.file)
     if args.json:
         print(json.dumps({**result.to_json(), "assumed": micro.provenance.assumed}, indent=2))
         return 0 if not result.problem else 1

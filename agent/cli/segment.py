@@ -53,7 +53,7 @@ def segment_scan(args: argparse.Namespace) -> int:
     micro = segment_file(
         args.scan, args.phases, args.voxel_size_um, args.method, args.in_grey_order
     )
-    warn_assumed(micro.provenance, args.scan)
+    warn_assumed(micro.provenance.assumed, args.scan)
     micro.save(args.out)
     shape = "x".join(map(str, micro.shape))
     print(

@@ -14,7 +14,7 @@ from poreloop.agent.cli.progress import StatusLine
 from poreloop.agent.cli.types import key_value, positive_float, positive_int, shape
 
 if TYPE_CHECKING:
-    from poreloop.twins.microstructure import Microstructure, Provenance
+    from poreloop.twins.microstructure import Microstructure
     from poreloop.twins.space import ParameterSpace
 
 
@@ -161,7 +161,7 @@ def twin_show(args: argparse.Namespace) -> int:
         micro = Microstructure.load(args.file, voxel_size_um=args.voxel_size_um)
     except GreyImageError:
         return _show_grey(args.file, out, args.voxel_size_um)
-    warn_assumed(micro.provenance, args.file)
+    warn_assumed(micro.provenance.assumed, args.file)
     plot_slices(micro, out)
     print(f"wrote {out}: mid-slices of {args.file}, shape {'x'.join(map(str, micro.shape))}")
     print_fractions(micro)
@@ -170,16 +170,11 @@ def twin_show(args: argparse.Namespace) -> int:
 
 def _show_grey(path: Path, out: Path, voxel_size_um: float | None) -> int:
     """Picture a grey-value scan as it is, unsegmented."""
-    import numpy as np
-
     from poreloop.twins.critics.segmentation import read_grey
-    from poreloop.twins.microstructure import Provenance, voxel_size
     from poreloop.twins.plot import plot_grey_slices
 
-    grey, stored_size = read_grey(path)
-    grey = np.squeeze(grey)
-    size, assumed = voxel_size(voxel_size_um, stored_size, {})
-    warn_assumed(Provenance(assumed=assumed), path)
+    grey, size, assumed = read_grey(path, voxel_size_um)
+    warn_assumed(assumed, path)
     plot_grey_slices(grey, size, out, path.name)
     print(
         f"wrote {out}: mid-slices of the grey-value scan {path}, shape "
@@ -199,9 +194,8 @@ def _show_sweeps(status: StatusLine) -> Callable[[int, float], None]:
     return show
 
 
-def warn_assumed(provenance: Provenance, path: Path) -> None:
+def warn_assumed(assumed: dict[str, float], path: Path) -> None:
     """Say on stderr what reading ``path`` had to assume (a voxel size it does not store)."""
-    assumed = provenance.assumed
     if "voxel_size_um" in assumed:
         print(
             f"poreloop: {path} stores no voxel size: assumed {assumed['voxel_size_um']:g} "

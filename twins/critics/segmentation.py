@@ -120,22 +120,26 @@ def segment_file(
 ) -> Microstructure:
     """A grey-value TIFF stack segmented; the voxel size is ``voxel_size_um``, else the file's,
     else assumed (and recorded in ``provenance.assumed``)."""
-    grey, stored_size = read_grey(path)
-    size, assumed = voxel_size(voxel_size_um, stored_size, {})
+    grey, size, assumed = read_grey(path, voxel_size_um)
     provenance = Provenance(source=str(path), assumed=assumed)
-    return segment(np.squeeze(grey), phases, size, method, in_grey_order, provenance)
+    return segment(grey, phases, size, method, in_grey_order, provenance)
 
 
-def read_grey(path: str | Path) -> tuple[np.ndarray, float | None]:
-    """The grey values and the stored voxel size (µm, or None) of a TIFF stack."""
+def read_grey(
+    path: str | Path, voxel_size_um: float | None = None
+) -> tuple[np.ndarray, float, dict[str, float]]:
+    """The grey values of a TIFF stack (an image ``(nx, ny)`` or a stack ``(nx, ny, nz)``), its
+    voxel size (``voxel_size_um``, else the file's, else assumed) and what had to be assumed."""
     path = Path(path)
     if not path.is_file():
         raise TwinError(f"no such file: '{path}'")
     if path.suffix.lower() not in (".tif", ".tiff"):
         raise TwinError(f"cannot read '{path}': expected a .tif or .tiff grey-value stack")
     grey, _, stored_size = read_tiff(path)
-    if np.squeeze(grey).ndim not in (2, 3):
+    grey = np.squeeze(grey)
+    if grey.ndim not in (2, 3):
         raise TwinError(
             f"'{path}' holds an array of shape {grey.shape}; expected an image or a stack"
         )
-    return grey, stored_size
+    size, assumed = voxel_size(voxel_size_um, stored_size, {})
+    return grey, size, assumed
