@@ -324,8 +324,8 @@ class _Stokes:
         rhs = np.concatenate([b, np.zeros(G.shape[1])])
         wall = np.maximum(2 * A.diagonal() - np.asarray(abs(A).sum(axis=1)).ravel(), _WALL_FLOOR)
         # MINRES needs a fixed linear preconditioner: V-cycles, not K-cycles
-        velocity = Aggregation(A, krylov=False)
-        pressure = Aggregation((G.T @ sp.diags(1 / wall) @ G).tocsr(), krylov=False)
+        velocity = Aggregation(A)
+        pressure = Aggregation((G.T @ sp.diags(1 / wall) @ G).tocsr())
 
         def precondition(r: np.ndarray) -> np.ndarray:
             return np.concatenate([velocity(r[:m]), pressure(r[m:]) + r[m:]])

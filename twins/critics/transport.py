@@ -21,9 +21,9 @@ so the two agree to the convergence tolerance:
   ``τ = ε D0 / D_eff``. TauFactor's ``MultiPhaseSolver`` puts the boundary a whole voxel
   away and uses L + 1 instead: its values differ from ours by O(1/L).
 
-The linear system is symmetric positive definite; it is solved by flexible conjugate gradients
-preconditioned with an aggregation algebraic multigrid K-cycle (robust to the
-jumps of σ between phases and to the ragged pore geometry). Convergence is judged
+The linear system is symmetric positive definite; it is solved matrix-free, in single precision,
+by flexible conjugate gradients preconditioned with a geometric aggregation multigrid K-cycle
+(``multigrid.VoxelMultigrid``), on torch (CUDA or CPU) or NumPy (``arrays``). Convergence is judged
 physically: the flux through every cross-section (inlet face, the faces between voxel
 slices, outlet face) must agree to ``rtol`` relative to the largest, and τ must change by
 less than ``rtol`` (relative) between iterations. TauFactor's ``conv_crit`` is the same
@@ -33,16 +33,35 @@ sweeps, so ``rtol = conv_crit`` is at least as strict as TauFactor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 from scipy import ndimage
 
-from poreloop.twins.critics.multigrid import Aggregation
+from poreloop.twins.critics import arrays
+from poreloop.twins.critics.arrays import Backend, to_numpy
+from poreloop.twins.critics.multigrid import (
+    Array,
+    Stencil,
+    VoxelMultigrid,
+    dot,
+    even_shape,
+    sides,
+)
 from poreloop.twins.errors import CriticError
+
+SINGLE_PRECISION_RTOL = 1e-5
+"""Tolerances from this one up are solved in single precision (half the memory and the bytes
+moved); round-off holds the flux spread of a float32 solution near 1e-6, so tighter ones are
+solved in double precision."""
+SINGLE_PRECISION_CONTRAST = 100.0
+"""Largest ratio of the phase conductivities solved in single precision. The round-off of a
+flux grows with the largest conductance while σ_eff can fall towards the smallest: at a
+5000-fold contrast float32 CG broke down, so wider contrasts are solved in double precision
+(the electrode's carbon-binder to active material is 55-fold)."""
 
 
 class TransportResult(BaseModel):
@@ -89,7 +108,12 @@ class TransportResult(BaseModel):
 
 
 def tortuosity(
-    volume: np.ndarray, axis: int = 0, *, rtol: float = 1e-3, max_iterations: int = 500
+    volume: np.ndarray,
+    axis: int = 0,
+    *,
+    rtol: float = 1e-3,
+    max_iterations: int = 500,
+    backend: str | None = None,
 ) -> TransportResult:
     """Tortuosity factor ``τ = ε D0 / D_eff`` of the True phase along ``axis``.
 
@@ -102,7 +126,9 @@ def tortuosity(
             f"tortuosity needs a boolean array (True = conducting phase), got {got}; "
             "pass e.g. labels == pore_id, or use conductivity() for labelled phases"
         )
-    return conductivity(volume, {True: 1.0}, axis, rtol=rtol, max_iterations=max_iterations)
+    return conductivity(
+        volume, {True: 1.0}, axis, rtol=rtol, max_iterations=max_iterations, backend=backend
+    )
 
 
 def conductivity(
@@ -112,17 +138,20 @@ def conductivity(
     *,
     rtol: float = 1e-3,
     max_iterations: int = 500,
+    backend: str | None = None,
 ) -> TransportResult:
     """Effective conductivity of a labelled image along ``axis``.
 
     labels: ``(nx, ny, nz)`` integer (or bool) phase ids. sigmas: phase id → conductivity
     (any one unit, ≥ 0); phases not in ``sigmas`` insulate. ``rtol`` is the relative flux
     spread and τ change to converge to; after ``max_iterations`` CG iterations the result
-    comes back with ``converged = False``.
+    comes back with ``converged = False``. ``backend``: where to compute, one of
+    ``arrays.BACKENDS`` (default: ``$PORELOOP_ARRAY_BACKEND``, else CUDA if present, else torch
+    on the CPU); every backend gives the same τ to within ``rtol``.
     """
     _check(labels, sigmas, axis, rtol, max_iterations)
     axis = int(axis)
-    sigma = np.zeros(labels.shape)
+    sigma = np.zeros(labels.shape, dtype=np.float32)
     for phase, value in sigmas.items():
         sigma[labels == phase] = value
     fractions = {int(p): float(np.mean(labels == p)) for p, s in sigmas.items() if s > 0}
@@ -133,7 +162,14 @@ def conductivity(
         "sigma_mean": sigma_mean,
         "volume_fraction": float(sum(fractions.values())),
     }
-    system = _System.assemble(np.moveaxis(sigma, axis, 0))
+    conducting = [s for s in sigmas.values() if s > 0]
+    single = rtol >= SINGLE_PRECISION_RTOL and (
+        not conducting or max(conducting) <= SINGLE_PRECISION_CONTRAST * min(conducting)
+    )
+    system = _System.assemble(
+        np.moveaxis(sigma, axis, 0), arrays.backend(backend), np.float32 if single else np.float64
+    )
+    del sigma
     if system is None:
         return TransportResult(
             **common,
@@ -147,7 +183,7 @@ def conductivity(
             residual=0.0,
             tau_change=0.0,
         )
-    solution = _pcg(system, Aggregation(system.A), rtol, max_iterations)
+    solution = _pcg(system, rtol, max_iterations)
     voxel_flux = system.voxel_flux(solution.x)
     phase = np.moveaxis(labels, axis, 0)[system.cluster]
     flux_fraction = {p: float(voxel_flux[phase == p].sum() / voxel_flux.sum()) for p in fractions}
@@ -155,7 +191,7 @@ def conductivity(
         **common,
         sigma_eff=solution.sigma_eff,
         tau=sigma_mean / solution.sigma_eff if solution.sigma_eff > 0 else float("inf"),
-        percolating_fraction=float(system.x0.size / labels.size),
+        percolating_fraction=float(system.cluster.sum() / labels.size),
         flux_fraction=flux_fraction,
         percolating=True,
         converged=solution.converged,
@@ -202,25 +238,22 @@ def _check(
 
 @dataclass(frozen=True)
 class _System:
-    """The finite-volume system on the percolating cluster, flow along the first axis.
+    """The finite-volume system on the percolating cluster, flow along the first axis, on the
+    chosen array backend: ``A x = b`` with ``b`` the inlet conductances on the first slice.
 
-    ``A x = b`` (n unknowns, SPD); ``faces`` are the (a, b, g) voxel pairs across the slices,
-    a upstream; ``layers @ x`` is the flux through each cross-section k between slices k - 1
-    and k, but for the inlet (0) and outlet (L) faces, which ``section_flux`` adds.
+    The box is padded to even sides (``even_shape``) for the multigrid blocks; padding and
+    voxels off the cluster carry no conductance, so their rows of ``A`` are zero.
     """
 
-    cluster: np.ndarray  # (L, ny, nz) bool: the voxels that carry unknowns
-    A: sp.csr_matrix  # (n, n)
-    b: np.ndarray  # (n,)
-    x0: np.ndarray  # (n,) linear initial guess
-    faces: tuple[np.ndarray, np.ndarray, np.ndarray]
-    layers: sp.csr_matrix  # (L + 1, n)
-    inlet: tuple[np.ndarray, np.ndarray]  # unknown index, conductance to the face
-    outlet: tuple[np.ndarray, np.ndarray]
+    xp: Any
+    stencil: Stencil
+    cluster: np.ndarray  # (L, ny, nz) bool, on the host: the voxels that carry unknowns
+    gradient: Array  # (L,) the linear potential of the initial guess
 
     @classmethod
-    def assemble(cls, sigma: np.ndarray) -> _System | None:
-        """System for the conductivity map ``sigma`` (L, ny, nz); None if nothing percolates."""
+    def assemble(cls, sigma: np.ndarray, backend: Backend, precision: type) -> _System | None:
+        """System for the conductivity map ``sigma`` (L, ny, nz) in ``precision``; None if
+        nothing percolates."""
         clusters, count = ndimage.label(sigma > 0)
         through = np.intersect1d(clusters[0], clusters[-1])
         through = through[through > 0]
@@ -229,121 +262,76 @@ class _System:
         keep = np.zeros(count + 1, dtype=bool)
         keep[through] = True
         cluster = keep[clusters]
-        n = int(cluster.sum())
-        index = np.full(sigma.shape, -1, dtype=np.int32)
-        index[cluster] = np.arange(n, dtype=np.int32)
-        s = sigma[cluster]
-
-        # The faces between unknowns along each axis d, a the lower voxel and b the upper one;
-        # both come out increasing (unknowns are numbered in C order).
-        pairs = []
-        for d in range(3):
-            lower, upper = [slice(None)] * 3, [slice(None)] * 3
-            lower[d], upper[d] = slice(None, -1), slice(1, None)
-            below, above = index[tuple(lower)], index[tuple(upper)]
-            inside = (below >= 0) & (above >= 0)
-            a, b = below[inside], above[inside]
-            pairs.append((a, b, 2 * s[a] * s[b] / (s[a] + s[b])))
-        inlet = index[0][index[0] >= 0]
-        outlet = index[-1][index[-1] >= 0]
-        g_in, g_out = 2 * s[inlet], 2 * s[outlet]
-        diagonal = np.zeros(n)
-        for a, b, g in pairs:
-            diagonal += np.bincount(a, g, n) + np.bincount(b, g, n)
-        diagonal[inlet] += g_in
-        diagonal[outlet] += g_out
-        A = _csr_by_columns(
-            n,
-            # every row's entries in column order: -x, -y, -z neighbours, itself, +z, +y, +x
-            [(b, a, -g) for a, b, g in pairs]
-            + [(np.arange(n, dtype=np.int32), np.arange(n, dtype=np.int32), diagonal)]
-            + [(a, b, -g) for a, b, g in reversed(pairs)],
-        )
-        rhs = np.zeros(n)
-        rhs[inlet] = g_in
+        del clusters
+        padded: np.ndarray = np.zeros(even_shape(sigma.shape), dtype=precision)
+        padded[tuple(slice(0, n) for n in sigma.shape)][cluster] = sigma[cluster]
+        xp, s = backend.xp, backend.asarray(padded)
+        del padded
         length = sigma.shape[0]
-        slice_of = np.repeat(np.arange(length), cluster.sum(axis=(1, 2)))  # (n,) along the flow
-        x0 = 1 - (slice_of + 0.5) / length
-        faces = pairs[0]
-        return cls(
-            cluster,
-            A,
-            rhs,
-            x0,
-            faces,
-            _layers(faces, slice_of, length),
-            (inlet, g_in),
-            (outlet, g_out),
+        stencil = Stencil(
+            xp,
+            (_harmonic(xp, s, 0), _harmonic(xp, s, 1), _harmonic(xp, s, 2)),
+            2 * s[0],
+            2 * s[length - 1],
+            length - 1,
         )
+        slices = xp.arange(s.shape[0], dtype=s.dtype, device=backend.device)
+        return cls(xp, stencil, cluster, 1 - (slices + 0.5) / length)
 
-    def section_flux(self, x: np.ndarray) -> np.ndarray:
+    def initial_guess(self) -> Array:
+        """The potential falling linearly from inlet to outlet."""
+        x = self.xp.zeros_like(self.stencil.work)
+        x += self.gradient[:, None, None]
+        return x
+
+    def residual(self, x: Array, out: Array) -> Array:
+        """``out = b - A x``."""
+        out[...] = 0
+        out[0] = self.stencil.inlet
+        return self.stencil.subtract_product(x, out)
+
+    def section_flux(self, x: Array) -> np.ndarray:
         """The flux through each of the L + 1 cross-sections, inlet face first, (L + 1,)."""
-        q = self.layers @ x
-        (inlet, g_in), (outlet, g_out) = self.inlet, self.outlet
-        q[0] = g_in @ (1 - x[inlet])
-        q[-1] = g_out @ x[outlet]
+        xp, stencil, length = self.xp, self.stencil, self.cluster.shape[0]
+        flux = stencil.work[: length - 1]
+        flux[...] = x[: length - 1]
+        flux -= x[1:length]
+        flux *= stencil.faces[0][: length - 1]
+        q = np.empty(length + 1)
+        q[1:-1] = to_numpy(xp.sum(flux, axis=(1, 2)))
+        q[0] = float(xp.sum(stencil.inlet * (1 - x[0])))
+        q[-1] = float(xp.sum(stencil.outlet * x[length - 1]))
         return q
 
-    def voxel_flux(self, x: np.ndarray) -> np.ndarray:
-        """Axial flux through each unknown's voxel, the mean over its two axial faces, (n,)."""
-        a, b, g = self.faces
-        f = g * (x[a] - x[b])
-        n = x.size
-        q = np.bincount(a, f, n) + np.bincount(b, f, n)
-        inlet, g_in = self.inlet
-        outlet, g_out = self.outlet
-        q[inlet] += g_in * (1 - x[inlet])
-        q[outlet] += g_out * x[outlet]
-        return q / 2
+    def voxel_flux(self, x: Array) -> np.ndarray:
+        """Axial flux through each voxel of the cluster, the mean over its two axial faces, (n,)."""
+        xp, stencil, length = self.xp, self.stencil, self.cluster.shape[0]
+        flux = stencil.faces[0] * (x[:-1] - x[1:])
+        q = xp.zeros_like(x)
+        q[:-1] += flux
+        q[1:] += flux
+        q[0] += stencil.inlet * (1 - x[0])
+        q[length - 1] += stencil.outlet * x[length - 1]
+        inside = tuple(slice(0, n) for n in self.cluster.shape)
+        return to_numpy(q[inside]).astype(np.float64)[self.cluster] / 2
 
 
-def _layers(
-    faces: tuple[np.ndarray, np.ndarray, np.ndarray], slice_of: np.ndarray, length: int
-) -> sp.csr_matrix:
-    """(L + 1, n): row k sums g (x_a - x_b) over the faces between slices k - 1 and k. The
-    faces come ordered by their upstream voxel, so by section: each row's entries are one run
-    of faces, its a-terms then its b-terms, placed without a sort."""
-    a, b, g = faces
-    section = slice_of[a] + 1
-    counts = np.bincount(section, minlength=length + 1)
-    indptr = np.zeros(length + 2, dtype=np.int64)
-    np.cumsum(2 * counts, out=indptr[1:])
-    first = np.cumsum(counts) - counts  # the first face of each section
-    f = np.arange(a.size)
-    at_a = indptr[section] + (f - first[section])
-    indices = np.empty(2 * a.size, dtype=np.int32)
-    data = np.empty(2 * a.size)
-    indices[at_a], data[at_a] = a, g
-    indices[at_a + counts[section]], data[at_a + counts[section]] = b, -g
-    return sp.csr_matrix((data, indices, indptr), shape=(length + 1, slice_of.size))
-
-
-def _csr_by_columns(
-    n: int, groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-) -> sp.csr_matrix:
-    """An (n, n) CSR matrix from groups of (rows, columns, values), each row at most once per
-    group and the groups in the column order every row's entries take: the entries go straight
-    to their place, without the sort a COO conversion pays for."""
-    counts = np.zeros(n + 1, dtype=np.int64)
-    for rows, _, _ in groups:
-        counts[1:] += np.bincount(rows, minlength=n)
-    indptr = np.cumsum(counts)
-    nnz = int(indptr[-1])
-    indices = np.empty(nnz, dtype=np.int32)
-    data = np.empty(nnz)
-    filled = indptr[:-1].copy()
-    for rows, columns, values in groups:
-        at = filled[rows]
-        indices[at], data[at] = columns, values
-        filled[rows] += 1
-    matrix = sp.csr_matrix((data, indices, indptr), shape=(n, n))
-    matrix.has_canonical_format = True
-    return matrix
+def _harmonic(xp: Any, s: Array, axis: int) -> Array:
+    """The conductance ``2 σa σb / (σa + σb)`` of every face across ``axis`` (0 if either
+    voxel insulates)."""
+    lower, upper = sides(axis)
+    a, b = s[lower], s[upper]
+    g = a * b
+    g *= 2
+    total = a + b
+    total[total == 0] = 1
+    g /= total
+    return g
 
 
 @dataclass(frozen=True)
 class _Solution:
-    x: np.ndarray
+    x: Array
     sigma_eff: float
     iterations: int
     residual: float
@@ -351,45 +339,48 @@ class _Solution:
     converged: bool
 
 
-def _pcg(
-    system: _System,
-    precondition: Callable[[np.ndarray], np.ndarray],
-    rtol: float,
-    max_iterations: int,
-) -> _Solution:
-    """Flexible preconditioned conjugate gradients (Polak-Ribière β, so a K-cycle, which is
+def _pcg(system: _System, rtol: float, max_iterations: int) -> _Solution:
+    """Flexible preconditioned conjugate gradients (Polak-Ribière β, so the K-cycle, which is
     not a fixed linear operator, may precondition it), stopped by the physical criterion of
-    the module."""
+    the module. In single precision and in place: five box-sized vectors."""
+    xp, A = system.xp, system.stencil
+    precondition = VoxelMultigrid(A)
     length, section = system.cluster.shape[0], system.cluster[0].size
 
-    def measure(x: np.ndarray) -> tuple[float, float]:
+    def measure(x: Array) -> tuple[float, float]:
         """Cross-section flux spread and σ_eff of the iterate."""
         q = system.section_flux(x)
         spread = (q.max() - q.min()) / q.max() if q.max() > 0 else np.inf
         return float(spread), float(q.mean()) * length / section
 
-    A, x = system.A, system.x0.copy()
-    r = system.b - A @ x
-    z = precondition(r)
-    p = z.copy()
-    rz = r @ z
+    x = system.initial_guess()
+    r = system.residual(x, xp.zeros_like(x))
+    z = precondition(r, xp.zeros_like(x))
+    p = xp.asarray(z, copy=True)
+    step = xp.zeros_like(x)  # α A p, which is r_old - r_new
+    rz = dot(xp, r, z)
     spread, sigma_eff = measure(x)
     change = np.inf
     for iteration in range(1, max_iterations + 1):
-        Ap = A @ p
-        pAp = p @ Ap
+        pAp = dot(xp, p, A.product(p, step))
         if not pAp > 0:  # the residual is at round-off: x cannot change any more
             return _Solution(x, sigma_eff, iteration - 1, spread, 0.0, spread < rtol)
-        x += (rz / pAp) * p
-        r_old = r.copy()
-        r -= (rz / pAp) * Ap
+        alpha = rz / pAp
+        z[...] = p
+        z *= alpha
+        x += z
+        step *= alpha
+        r -= step
         spread, new_sigma = measure(x)
         change = abs(sigma_eff / new_sigma - 1) if new_sigma > 0 else np.inf
         sigma_eff = new_sigma
         if spread < rtol and change < rtol:
             return _Solution(x, sigma_eff, iteration, spread, change, True)
-        z = precondition(r)
-        beta = (z @ (r - r_old)) / rz
-        rz = r @ z
-        p = z + beta * p
+        precondition(r, z)
+        beta = -dot(xp, z, step) / rz
+        rz = dot(xp, r, z)
+        if not rz > 0:  # r at round-off: no further descent
+            return _Solution(x, sigma_eff, iteration, spread, change, False)
+        p *= beta
+        p += z
     return _Solution(x, sigma_eff, max_iterations, spread, change, False)
