@@ -9,7 +9,7 @@ of each stage of the electrode, GDL and SOFC-anode chains, and of the PyBaMM cel
 (build, first and later evaluations) on the electrode properties the chain found.
 
     .venv/bin/python -m benchmarks.transport [--sizes 64 128 256] [--structures NAME ...]
-        [--rtol 1e-3] [--repeats N] [--peer-max-size 128] [--chain-sizes 64 128] [--chain-max-size CHAIN=EDGE ...]
+        [--backends torch numpy] [--rtol 1e-3] [--repeats N] [--peer-max-size 128] [--chain-sizes 64 128] [--chain-max-size CHAIN=EDGE ...]
         [--memory-structures NAME ...] [--memory-sizes 128 256] [--evaluations 5] [--json PATH]
 
 from the repository root. The tables go to stdout, progress to stderr, and the results as JSON
@@ -47,6 +47,7 @@ from benchmarks._table import (
     write_json,
 )
 from poreloop.twins.critics import tortuosity
+from poreloop.twins.critics.arrays import BACKENDS
 from poreloop.twins.critics.cell import CellModel, c_rate_tag
 from poreloop.twins.critics.chain import AXES, ChainResult, cell_properties, get_chain
 from poreloop.twins.manufacturing import get_twin
@@ -106,17 +107,23 @@ STRUCTURES: dict[str, Callable[[int], np.ndarray]] = {
     "sofc_anode": twin_pore("sofc_anode"),
 }
 """The structure families of the τ comparison: PoreSpy's, and the pore space of our twins."""
+AVAILABLE_BACKENDS = ["cuda", "torch", "numpy"] if torch.cuda.is_available() else ["torch", "numpy"]
 TAUFACTOR_DEFAULT = 1e-2
 """``taufactor.Solver.solve``'s own ``conv_crit``."""
 
 
-def taufactor_solve(pore: np.ndarray, axis: int, rtol: float) -> taufactor.Solver:
+def taufactor_solve(pore: np.ndarray, axis: int, rtol: float, device: str) -> taufactor.Solver:
     """TauFactor's two-phase solver, solved along ``axis`` (it solves along its first axis);
     anything it prints goes to stderr."""
-    solver = taufactor.Solver(np.moveaxis(pore, axis, 0).astype(np.uint8), device="cpu")
+    solver = taufactor.Solver(np.moveaxis(pore, axis, 0).astype(np.uint8), device=device)
     with contextlib.redirect_stdout(sys.stderr):
         solver.solve(verbose=False, conv_crit=rtol)
     return solver
+
+
+def peer_device(backend: str) -> str:
+    """TauFactor runs where our backend does: on the GPU beside ``cuda``, else on the CPU."""
+    return "cuda" if backend == "cuda" else "cpu"
 
 
 @dataclass
@@ -125,6 +132,7 @@ class TransportRow:
 
     structure: str
     size: str
+    backend: str
     tolerances: str
     porosity: float
     tau_ours: float | None = None
@@ -141,43 +149,61 @@ class TransportRow:
 
 
 def bench_transport(
-    name: str, sizes: list[int], rtol: float, repeats: int | None, peer_max_size: int
+    name: str,
+    sizes: list[int],
+    backends: list[str],
+    rtol: float,
+    repeats: int | None,
+    peer_max_size: int,
 ) -> list[TransportRow]:
-    """Our τ and TauFactor's for one structure at every size: TauFactor at its own default
-    ``conv_crit`` and again at our ``rtol``, ours once at ``rtol``; each solver warmed up."""
+    """Our τ on each backend and TauFactor's beside it (on the same device) for one structure
+    at every size: TauFactor at its own default ``conv_crit`` and again at our ``rtol``, ours
+    once at ``rtol``; each solver warmed up on each device."""
     make = STRUCTURES[name]
-    log(f"{name}: warm-up at {WARM_UP_SIZE}^3")
-    tortuosity(make(WARM_UP_SIZE), AXIS, rtol=rtol)
-    taufactor_solve(make(WARM_UP_SIZE), AXIS, rtol)
+    for backend in backends:
+        log(f"{name}: warm-up at {WARM_UP_SIZE}^3 on {backend}")
+        tortuosity(make(WARM_UP_SIZE), AXIS, rtol=rtol, backend=backend)
+        taufactor_solve(make(WARM_UP_SIZE), AXIS, rtol, peer_device(backend))
     settings = {f"own: ours {rtol:g}, TF {TAUFACTOR_DEFAULT:g}": TAUFACTOR_DEFAULT}
     settings[f"shared {rtol:g}"] = rtol
     rows = []
     for size in sizes:
         pore, n = make(size), repeats_for(size, repeats, SINGLE_FROM)
-        log(f"{name}: ours at {size}^3 x{n}")
-        seconds, ours = best_time(lambda p=pore: tortuosity(p, AXIS, rtol=rtol), n)
-        for tolerances, conv_crit in settings.items():
-            row = TransportRow(name, f"{size}^3", tolerances, float(pore.mean()), repeats=n)
-            row.seconds_ours, row.tau_ours, row.iterations_ours = seconds, ours.tau, ours.iterations
-            notes = [] if ours.converged else [f"ours not converged (residual {ours.residual:.1e})"]
-            if size > peer_max_size:
-                notes.append(f"TauFactor skipped (size > --peer-max-size {peer_max_size})")
-            elif not ours.percolating:
-                notes.append("no percolating pore path: nothing to solve")
-            else:
-                log(f"{name}: TauFactor (conv_crit {conv_crit:g}) at {size}^3 x{n}")
-                row.seconds_taufactor, peer = best_time(
-                    lambda p=pore, c=conv_crit: taufactor_solve(p, AXIS, c), n
+        peers: dict[tuple[str, float], tuple[float, taufactor.Solver]] = {}
+        for backend in backends:
+            log(f"{name}: ours on {backend} at {size}^3 x{n}")
+            seconds, ours = best_time(
+                lambda p=pore, b=backend: tortuosity(p, AXIS, rtol=rtol, backend=b), n
+            )
+            for tolerances, conv_crit in settings.items():
+                row = TransportRow(
+                    name, f"{size}^3", backend, tolerances, float(pore.mean()), repeats=n
                 )
-                row.tau_taufactor, row.iterations_taufactor = float(peer.tau[0]), peer.iter
-                row.difference_pct = 100 * (row.tau_ours / row.tau_taufactor - 1)
-                row.speedup = row.seconds_taufactor / row.seconds_ours
-                if not peer.converged:
-                    notes.append("TauFactor not converged")
-            if size == TARGET_SIZE:
-                row.target = transport_verdict(row)
-            row.note = "; ".join(notes)
-            rows.append(row)
+                row.seconds_ours, row.tau_ours = seconds, ours.tau
+                row.iterations_ours = ours.iterations
+                notes = [] if ours.converged else [f"ours not converged ({ours.residual:.1e})"]
+                device = peer_device(backend)
+                if size > peer_max_size:
+                    notes.append(f"TauFactor skipped (size > --peer-max-size {peer_max_size})")
+                elif not ours.percolating:
+                    notes.append("no percolating pore path: nothing to solve")
+                else:
+                    if (device, conv_crit) not in peers:
+                        log(f"{name}: TauFactor on {device} (conv_crit {conv_crit:g}) x{n}")
+                        peers[device, conv_crit] = best_time(
+                            lambda p=pore, c=conv_crit, d=device: taufactor_solve(p, AXIS, c, d),
+                            n,
+                        )
+                    row.seconds_taufactor, peer = peers[device, conv_crit]
+                    row.tau_taufactor, row.iterations_taufactor = float(peer.tau[0]), peer.iter
+                    row.difference_pct = 100 * (row.tau_ours / row.tau_taufactor - 1)
+                    row.speedup = row.seconds_taufactor / row.seconds_ours
+                    if not peer.converged:
+                        notes.append("TauFactor not converged")
+                if size == TARGET_SIZE:
+                    row.target = transport_verdict(row)
+                row.note = "; ".join(notes)
+                rows.append(row)
     return rows
 
 
@@ -187,6 +213,7 @@ class MemoryRow:
 
     structure: str
     size: str
+    backend: str
     ours_mib: float | None = None
     taufactor_mib: float | None = None
     note: str = ""
@@ -194,13 +221,13 @@ class MemoryRow:
 
 _MEMORY_CHILD = """
 import sys
-from benchmarks.transport import STRUCTURES, AXIS, taufactor_solve, tortuosity
-structure, size, solver, rtol = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+from benchmarks.transport import STRUCTURES, AXIS, peer_device, taufactor_solve, tortuosity
+structure, size, solver, backend, rtol = sys.argv[1], int(sys.argv[2]), *sys.argv[3:5], float(sys.argv[5])
 pore = STRUCTURES[structure](size)
 def solve(volume):
     if solver == "ours":
-        return tortuosity(volume, AXIS, rtol=rtol)
-    return taufactor_solve(volume, AXIS, rtol)
+        return tortuosity(volume, AXIS, rtol=rtol, backend=backend)
+    return taufactor_solve(volume, AXIS, rtol, peer_device(backend))
 solve(pore[:32, :32, :32].copy())  # imports and first-call set-up, as timed above
 def status(key):
     for line in open("/proc/self/status"):
@@ -214,12 +241,12 @@ print((status("VmHWM:") - before) / 1024)
 """
 
 
-def peak_memory_mib(structure: str, size: int, solver: str, rtol: float) -> float:
+def peak_memory_mib(structure: str, size: int, solver: str, backend: str, rtol: float) -> float:
     """The resident memory one solve adds at its peak, MiB: the solve runs alone in a child
     process (Linux ``VmHWM`` after it, reset before, minus ``VmRSS`` before), so torch's
-    allocations count as fully as numpy's."""
+    allocations count as fully as numpy's. Host memory only: on ``cuda`` it misses the GPU's."""
     done = subprocess.run(
-        [sys.executable, "-c", _MEMORY_CHILD, structure, str(size), solver, str(rtol)],
+        [sys.executable, "-c", _MEMORY_CHILD, structure, str(size), solver, backend, str(rtol)],
         capture_output=True,
         text=True,
         timeout=3600,
@@ -230,21 +257,26 @@ def peak_memory_mib(structure: str, size: int, solver: str, rtol: float) -> floa
 
 
 def bench_memory(
-    structures: list[str], sizes: list[int], rtol: float, peer_max_size: int
+    structures: list[str], sizes: list[int], backends: list[str], rtol: float, peer_max_size: int
 ) -> list[MemoryRow]:
-    """Peak memory of ours at ``rtol`` and TauFactor at its own default, per structure and size."""
+    """Peak memory of ours at ``rtol`` on each CPU backend and of TauFactor at its own default,
+    per structure and size."""
     rows = []
     for name in structures:
         for size in sizes:
-            row = MemoryRow(name, f"{size}^3")
-            log(f"{name}: peak memory of ours at {size}^3")
-            row.ours_mib = peak_memory_mib(name, size, "ours", rtol)
-            if size > peer_max_size:
-                row.note = f"TauFactor skipped (size > --peer-max-size {peer_max_size})"
-            else:
-                log(f"{name}: peak memory of TauFactor at {size}^3")
-                row.taufactor_mib = peak_memory_mib(name, size, "taufactor", TAUFACTOR_DEFAULT)
-            rows.append(row)
+            peer = None
+            for backend in (b for b in backends if b != "cuda"):
+                row = MemoryRow(name, f"{size}^3", backend)
+                log(f"{name}: peak memory of ours on {backend} at {size}^3")
+                row.ours_mib = peak_memory_mib(name, size, "ours", backend, rtol)
+                if size > peer_max_size:
+                    row.note = f"TauFactor skipped (size > --peer-max-size {peer_max_size})"
+                else:
+                    if peer is None:
+                        log(f"{name}: peak memory of TauFactor at {size}^3")
+                        peer = peak_memory_mib(name, size, "taufactor", "cpu", TAUFACTOR_DEFAULT)
+                    row.taufactor_mib = peer
+                rows.append(row)
     return rows
 
 
@@ -342,6 +374,7 @@ def bench_cell(results: dict[int, ChainResult], evaluations: int) -> list[CellRo
 TRANSPORT_COLUMNS = (
     "structure",
     "size",
+    "backend",
     "tolerances",
     "porosity",
     "tau_ours",
@@ -356,7 +389,7 @@ TRANSPORT_COLUMNS = (
     "target",
     "note",
 )
-MEMORY_COLUMNS = ("structure", "size", "ours_MiB", "TF_MiB", "note")
+MEMORY_COLUMNS = ("structure", "size", "backend", "ours_MiB", "TF_MiB", "note")
 CHAIN_COLUMNS = ("chain", "size", "total_s", "ok", "stages_s")
 CELL_COLUMNS = ("size", "C-rates", "build_s", "first_s", "median_s", "n", "note")
 RIGHT = {
@@ -389,6 +422,7 @@ def transport_cells(row: TransportRow) -> tuple[str, ...]:
     return (
         row.structure,
         row.size,
+        row.backend,
         row.tolerances,
         number(row.porosity, 3),
         number(row.tau_ours, 4),
@@ -409,6 +443,7 @@ def memory_cells(row: MemoryRow) -> tuple[str, ...]:
     return (
         row.structure,
         row.size,
+        row.backend,
         number(row.ours_mib, 0),
         number(row.taufactor_mib, 0),
         row.note,
@@ -465,6 +500,14 @@ def main(argv: list[str] | None = None) -> None:
         help=f"structure families to solve (all): {', '.join(STRUCTURES)}",
     )
     parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=[b for b in BACKENDS if b != "auto"],
+        default=AVAILABLE_BACKENDS,
+        help="our array backends to time, TauFactor beside each on the same device "
+        f"(default: {' '.join(AVAILABLE_BACKENDS)})",
+    )
+    parser.add_argument(
         "--rtol", type=float, default=1e-3, help="our rtol and TauFactor's conv_crit"
     )
     parser.add_argument(
@@ -509,8 +552,9 @@ def main(argv: list[str] | None = None) -> None:
     load_at_start = _load()
     notes = [
         f"tau: pore-phase tortuosity factor along z (axis {AXIS}), seed {SEED}; TauFactor "
-        "(taufactor.Solver, float32, device='cpu') solves along its first axis, so it gets "
-        "the image with z moved first; torch and our BLAS both at "
+        "(taufactor.Solver, float32) solves along its first axis, so it gets the image with z "
+        "moved first; backend: where ours ran (torch = torch on the CPU, cuda = torch on the "
+        "GPU, numpy), TauFactor on the same device; torch and our BLAS both at "
         f"{torch.get_num_threads()} threads",
         f"tolerances: 'own' = each solver's default (our rtol {args.rtol:g}, TauFactor's "
         f"conv_crit {TAUFACTOR_DEFAULT:g}); 'shared' = TauFactor's conv_crit = our rtol; ours "
@@ -518,7 +562,8 @@ def main(argv: list[str] | None = None) -> None:
         "structures: PoreSpy blobs at porosity e and blobiness b, PoreSpy polydisperse "
         "spheres (porosity 0.5), and the pore space of each twin's default recipe",
         "diff_%: 100 (tau_ours / tau_TF - 1); speed-up: TF_s / ours_s",
-        "iter: ours = preconditioned CG iterations (AMG V-cycle each); TF = SOR iterations "
+        "iter: ours = flexible CG iterations (one geometric multigrid K-cycle each); TF = SOR "
+        "iterations "
         "(one chequerboard colour each, convergence checked every 100)",
         "ours_s, TF_s: best wall time of n solves, setup included, after one warm-up solve "
         f"of each at {WARM_UP_SIZE}^3",
@@ -526,7 +571,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{TARGET_SPEEDUP:g}",
         "peak memory: the resident memory one solve adds at its peak (Linux VmHWM, reset "
         "before the solve, minus VmRSS before it), each solver alone in a child process after "
-        "a 32^3 warm-up; TauFactor at its own default tolerance",
+        "a 32^3 warm-up; TauFactor at its own default tolerance; host memory only",
         "chains: default recipe of each chain's twin ("
         + ", ".join(f"{chain}: {twin}" for chain, twin in CHAINS.items())
         + f"), one wall-time evaluation per size after a warm-up at {WARM_UP_SIZE}^3 (the "
@@ -537,10 +582,16 @@ def main(argv: list[str] | None = None) -> None:
     ]
     transport = []
     for name in args.structures:
-        transport += bench_transport(name, sizes, args.rtol, args.repeats, args.peer_max_size)
+        transport += bench_transport(
+            name, sizes, args.backends, args.rtol, args.repeats, args.peer_max_size
+        )
 
     memory = bench_memory(
-        args.memory_structures, sorted(set(args.memory_sizes)), args.rtol, args.peer_max_size
+        args.memory_structures,
+        sorted(set(args.memory_sizes)),
+        args.backends,
+        args.rtol,
+        args.peer_max_size,
     )
 
     chains: list[ChainRow] = []

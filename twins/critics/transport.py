@@ -21,10 +21,11 @@ so the two agree to the convergence tolerance:
   ``τ = ε D0 / D_eff``. TauFactor's ``MultiPhaseSolver`` puts the boundary a whole voxel
   away and uses L + 1 instead: its values differ from ours by O(1/L).
 
-The linear system is symmetric positive definite; it is solved matrix-free, in single precision,
-by flexible conjugate gradients preconditioned with a geometric aggregation multigrid K-cycle
-(``multigrid.VoxelMultigrid``), on torch (CUDA or CPU) or NumPy (``arrays``). Convergence is judged
-physically: the flux through every cross-section (inlet face, the faces between voxel
+The linear system is symmetric positive definite; it is solved matrix-free (single precision
+where ``SINGLE_PRECISION_RTOL`` and ``SINGLE_PRECISION_CONTRAST`` allow) by flexible conjugate
+gradients preconditioned with a geometric aggregation multigrid K-cycle
+(``multigrid.VoxelMultigrid``), on torch (CUDA or CPU) or NumPy (``arrays``). Convergence is
+judged physically: the flux through every cross-section (inlet face, the faces between voxel
 slices, outlet face) must agree to ``rtol`` relative to the largest, and τ must change by
 less than ``rtol`` (relative) between iterations. TauFactor's ``conv_crit`` is the same
 spread over the interior cross-sections only, with an absolute τ change below 2e-3 per 100
