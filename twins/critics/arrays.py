@@ -24,6 +24,10 @@ BACKENDS = ("auto", "torch", "cuda", "numpy")
 """``torch`` computes with torch on the CPU, ``cuda`` with torch on the GPU."""
 ENVIRONMENT = "PORELOOP_ARRAY_BACKEND"
 """Environment variable naming the default backend."""
+SINGLE_PRECISION_RTOL = 1e-5
+"""The voxel solvers work in single precision (half the memory and the bytes moved) for
+tolerances from this one up; round-off holds a float32 solution's flux spread near 1e-6, so
+tighter tolerances are solved in double precision."""
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict
 from scipy import ndimage
 
 from poreloop.twins.critics import arrays
-from poreloop.twins.critics.arrays import Backend, to_numpy
+from poreloop.twins.critics.arrays import SINGLE_PRECISION_RTOL, Backend, to_numpy
 from poreloop.twins.critics.multigrid import (
     Array,
     Stencil,
@@ -54,10 +54,6 @@ from poreloop.twins.critics.multigrid import (
 )
 from poreloop.twins.errors import CriticError
 
-SINGLE_PRECISION_RTOL = 1e-5
-"""Tolerances from this one up are solved in single precision (half the memory and the bytes
-moved); round-off holds the flux spread of a float32 solution near 1e-6, so tighter ones are
-solved in double precision."""
 SINGLE_PRECISION_CONTRAST = 100.0
 """Largest ratio of the phase conductivities solved in single precision. The round-off of a
 flux grows with the largest conductance while σ_eff can fall towards the smallest: at a
