@@ -129,6 +129,9 @@ class MeasuredSample:
     voxel_size_um: float
     exposure_s: float
     seed: int
+    segmentation: str = "tomograph"
+    """The method that segmented its scan (``segmentation.segment``): the twin's is segmented
+    the same way, so the bias cancels."""
 
 
 def virtual_scan_metrics(
@@ -143,9 +146,14 @@ def virtual_scan_metrics(
     if "particle_radius_um" in recipe:  # the in-plane box must hold three particle radii
         edge = math.ceil(3 * float(recipe["particle_radius_um"]) / sample.voxel_size_um)
         shape = (max(shape[0], edge), max(shape[1], edge), shape[2])
-    micro = twin.generate(recipe, shape=shape, seed=sample.seed)
-    grey = render(micro, sample.voxel_size_um, sample.exposure_s, rng)
-    return structure_metrics(morphology(segment(grey, twin.phases, sample.voxel_size_um)))
+    grey = render(
+        twin.generate(recipe, shape=shape, seed=sample.seed),
+        sample.voxel_size_um,
+        sample.exposure_s,
+        rng,
+    )
+    micro = segment(grey, twin.phases, sample.voxel_size_um, sample.segmentation)
+    return structure_metrics(morphology(micro))
 
 
 def fit(twin: Any, samples: Sequence[MeasuredSample]) -> Calibration:

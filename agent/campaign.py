@@ -357,7 +357,7 @@ class Campaign:
         from poreloop.twins.critics.chain import get_chain
         from poreloop.twins.critics.segmentation import segment_file
 
-        micro = segment_file(scan["path"], self.twin.phases)
+        micro = segment_file(scan["path"], self.twin.phases, method=self.lab_settings.segmentation)
         path = self.out / "structures" / f"sample-{sample['id']}.npz"
         micro.save(path)
         result = get_chain(self.config.screening.chain).evaluate(
@@ -419,6 +419,7 @@ class Campaign:
                 voxel_size_um=s["results"]["measured_structure"]["voxel_size_um"],
                 exposure_s=SCAN_EXPOSURE_S,
                 seed=s["id"],
+                segmentation=self.lab_settings.segmentation,
             )
             for s in self.store.samples()
             if "measured_structure" in s["results"]

@@ -27,6 +27,7 @@ from pydantic import (
 
 from poreloop.agent.errors import AgentError
 from poreloop.registry import did_you_mean
+from poreloop.twins.errors import TwinError
 
 RESOLUTION = "voxel_size_um"
 """The twin parameter that is a resolution: set by ``screening.voxel_size_um``, never free."""
@@ -110,7 +111,23 @@ class LabSettings(_Strict):
     per_iteration: int = Field(default=3, ge=1, le=8, description="k recipes sent per iteration")
     timeout_s: float = Field(default=600.0, gt=0, description="longest wait for one action")
     cycle_life: CycleLifeConfig = Field(default_factory=CycleLifeConfig)
+    segmentation: str = Field(
+        default="tomograph",
+        description="how scans are segmented: tomograph, multiotsu, or a trained model file "
+        "(.pt, from `poreloop segmenter train`)",
+    )
     holder: str = Field(default="poreloop-campaign", description="lease holder name")
+
+    @field_validator("segmentation")
+    @classmethod
+    def _known_segmentation(cls, method: str) -> str:
+        from poreloop.twins.critics.segmentation import method_named
+
+        try:
+            method_named(method)
+        except TwinError as error:
+            raise ValueError(str(error)) from None
+        return method
 
     @model_validator(mode="after")
     def _one_lab(self) -> LabSettings:
@@ -191,9 +208,23 @@ class CampaignConfig(_Strict):
                 )
         if RESOLUTION in space.names:
             self._check_resolution(space, problems)
+        if self.lab is not None:
+            self._check_segmentation(self.lab.segmentation, TWINS[self.twin.name].phases, problems)
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _check_segmentation(self, method: str, phases: dict[int, str], problems: list[str]) -> None:
+        """A trained segmentation model must tell the twin's phases apart."""
+        from poreloop.twins.critics.segmentation import grey_order, method_named
+
+        learned = getattr(method_named(method), "phases", None)
+        names = [phases[p] for p in grey_order(phases)]
+        if learned is not None and learned != names:
+            problems.append(
+                f"lab.segmentation: the model segments {', '.join(learned)}, the twin "
+                f"{self.twin.name} has {', '.join(names)}"
+            )
 
     def _check_resolution(self, space: Any, problems: list[str]) -> None:
         """The voxel size must resolve the smallest particle the planner may ask for."""
@@ -234,6 +265,9 @@ def load_config(path: str | Path, **overrides: Any) -> CampaignConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     data.update({key: value for key, value in overrides.items() if value is not None})
+    lab = data.get("lab")
+    if isinstance(lab, dict) and str(lab.get("segmentation", "")).endswith(".pt"):
+        lab["segmentation"] = str(path.parent / lab["segmentation"])  # relative to the config file
     try:
         config = CampaignConfig.model_validate(data)
     except ValidationError as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from poreloop.agent.cli.types import phase_names, positive_float
+from poreloop.agent.cli.types import phase_names, positive_float, positive_int
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -31,7 +31,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     segment.add_argument("--out", type=Path, required=True, help="label file to write (.tif, .npz)")
     segment.add_argument(
-        "--method", default="tomograph", help="tomograph (the default) or multiotsu"
+        "--method",
+        default="tomograph",
+        help="tomograph (the default), multiotsu, or a trained model file (.pt, from "
+        "`poreloop segmenter train`)",
     )
     segment.add_argument(
         "--in-grey-order",
@@ -42,6 +45,37 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--voxel-size-um", type=positive_float, help="voxel size in µm, overriding the file's"
     )
     segment.set_defaults(run=segment_scan)
+
+    segmenter = commands.add_parser(
+        "segmenter", help="train a learned segmentation model (a 3D U-Net) on simulated scans"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    train = segmenter.add_parser(
+        "train",
+        help="train a U-Net on a twin's structures and their simulated scans",
+        description=(
+            "Generate structures spread over a twin's recipe space, scan each with the "
+            "tomograph's forward model (blur, partial volume, noise) at every --exposures, "
+            "train a 3D U-Net to recover the true phases, and save it; `poreloop segment "
+            "--method MODEL.pt` and a campaign's lab.segmentation use it. Finally two held-out "
+            "structures, scanned at 1 s exposure, are segmented by it and by the tomograph "
+            "pipeline and the per-phase IoU of each is printed. Trains on this machine's CPU "
+            "(or CUDA): 300 steps at the defaults take about five minutes on two cores."
+        ),
+    )
+    train.add_argument("--twin", required=True, help="the twin whose structures to learn")
+    train.add_argument("--out", type=Path, required=True, help="model file to write (.pt)")
+    train.add_argument("--structures", type=positive_int, default=6, help="training structures")
+    train.add_argument("--edge", type=positive_int, default=48, help="structure edge, voxels")
+    train.add_argument(
+        "--exposures",
+        type=positive_float,
+        nargs="+",
+        default=[0.25, 1.0, 4.0],
+        help="scan exposures per projection, s (noise falls as 1/sqrt)",
+    )
+    train.add_argument("--steps", type=positive_int, default=300, help="optimiser steps")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(run=train_segmenter)
 
 
 def segment_scan(args: argparse.Namespace) -> int:
@@ -62,3 +96,55 @@ def segment_scan(args: argparse.Namespace) -> int:
     )
     print_fractions(micro)
     return 0
+
+
+def train_segmenter(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from poreloop.agent.cli.progress import StatusLine
+    from poreloop.instruments.tomography import render
+    from poreloop.twins.critics import segmentation_net
+    from poreloop.twins.critics.segmentation import METHODS
+    from poreloop.twins.errors import TwinError
+    from poreloop.twins.manufacturing import get_twin
+    from poreloop.twins.microstructure import Microstructure
+
+    if args.out.suffix != segmentation_net.SUFFIX:
+        raise TwinError(f"--out must be a {segmentation_net.SUFFIX} file, got '{args.out}'")
+    twin = get_twin(args.twin)
+    structures = segmentation_net.twin_structures(
+        twin, args.structures + HELD_OUT, args.edge, args.seed
+    )
+    training, held_out = structures[:-HELD_OUT], structures[-HELD_OUT:]
+
+    def scan(micro: Microstructure, exposure_s: float, rng: np.random.Generator) -> np.ndarray:
+        return render(micro, micro.voxel_size_um, exposure_s, rng)
+
+    status = StatusLine()
+    net = segmentation_net.train(
+        training,
+        scan,
+        args.exposures,
+        twin=twin.name,
+        steps=args.steps,
+        seed=args.seed,
+        log=status.show,
+    )
+    status.end()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    net.save(args.out)
+    print(f"wrote {args.out}: a U-Net for {', '.join(net.phases)} ({twin.name})")
+    rng = np.random.default_rng(args.seed + 1)
+    greys = [scan(micro, 1.0, rng) for micro in held_out]
+    for name, method in (("unet", net), ("tomograph", METHODS["tomograph"])):
+        scores = [
+            segmentation_net.phase_iou(method(grey, len(net.phases)), micro)
+            for grey, micro in zip(greys, held_out, strict=True)
+        ]
+        mean = {phase: np.mean([s[phase] for s in scores]) for phase in net.phases}
+        print(f"held-out IoU, {name}: " + ", ".join(f"{p} {v:.3f}" for p, v in mean.items()))
+    return 0
+
+
+HELD_OUT = 2
+"""Structures kept out of training and segmented at the end for the IoU line."""

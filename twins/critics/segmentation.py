@@ -12,11 +12,14 @@ Methods (``METHODS``), each ``(grey, n_classes) → classes``:
 
 - ``tomograph``: what the lab's tomograph pipeline does, a 3³ median filter for the
   reconstruction noise, then multi-level Otsu (the default);
-- ``multiotsu``: multi-level Otsu on the raw grey values (no denoising).
+- ``multiotsu``: multi-level Otsu on the raw grey values (no denoising);
+- the path of a trained model file (``.pt``): a 3D U-Net (``segmentation_net``), trained on
+  simulated scans of twin structures (``poreloop segmenter train``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -71,7 +74,29 @@ METHODS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "tomograph": tomograph_pipeline,
     "multiotsu": multi_otsu,
 }
-"""Segmentation methods by name; a learned one registers here."""
+"""Segmentation methods by name; a learned one is named by its model file instead."""
+
+
+def method_named(method: str) -> Callable[[np.ndarray, int], np.ndarray]:
+    """The method called ``method``: one of ``METHODS``, or a trained model's file."""
+    if method in METHODS:
+        return METHODS[method]
+    from poreloop.twins.critics.segmentation_net import SUFFIX
+
+    if method.endswith(SUFFIX):
+        return _load_model(method)
+    raise TwinError(
+        f"unknown segmentation method '{method}'; known: {', '.join(METHODS)}, or a trained "
+        f"model file (*{SUFFIX}, from `poreloop segmenter train`)"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(path: str) -> Callable[[np.ndarray, int], np.ndarray]:
+    """A model file loaded once per process: a campaign segments every scan with it."""
+    from poreloop.twins.critics.segmentation_net import SegmentationNet
+
+    return SegmentationNet.load(path)
 
 
 def grey_order(phases: Mapping[int, str], in_grey_order: bool = False) -> list[int]:
@@ -98,8 +123,7 @@ def segment(
 ) -> Microstructure:
     """A grey stack ``(nx, ny, nz)`` (or an image ``(nx, ny)``) as a Microstructure of ``phases``
     (id → name; at least two)."""
-    if method not in METHODS:
-        raise TwinError(f"unknown segmentation method '{method}'; known: {', '.join(METHODS)}")
+    segment_classes = method_named(method)
     if len(phases) < 2:
         raise TwinError(f"segmentation needs at least two phases, got {dict(phases)}")
     if not np.issubdtype(grey.dtype, np.number) or grey.dtype == np.bool_:
@@ -107,7 +131,14 @@ def segment(
     if not np.isfinite(grey).all():
         raise TwinError("the scan holds NaN or infinite grey values")
     order = np.array(grey_order(phases, in_grey_order), dtype=np.uint8)
-    classes = METHODS[method](grey, len(order))
+    names = [phases[int(p)] for p in order]
+    learned = getattr(segment_classes, "phases", names)  # a trained model knows its phases
+    if learned != names:
+        raise TwinError(
+            f"the model '{method}' segments {', '.join(learned)} (darkest first), not "
+            f"{', '.join(names)}"
+        )
+    classes = segment_classes(grey, len(order))
     return Microstructure(order[classes], voxel_size_um, dict(phases), provenance or Provenance())
 
 
