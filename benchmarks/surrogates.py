@@ -65,7 +65,14 @@ class SegmentationRow:
     iou: dict[str, float]
     porosity_error: float
     tau_error_pct: float | None
+    """Over the structures where both the true and the segmented pore percolate."""
+    percolation_flips: int
+    """Structures whose pore percolates in the truth but not once segmented, or the reverse."""
     target: str = ""
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
 
 
 def scan(micro: Microstructure, exposure_s: float, rng: np.random.Generator) -> np.ndarray:
@@ -88,21 +95,25 @@ def bench_segmentation(
         greys = [scan(micro, exposure, rng) for micro in held_out]
         for name, method in methods.items():
             log(f"segmentation: {name} at {noise} ({exposure:g} s)")
-            ious, porosity, tau = [], [], []
+            ious, porosity, lost = [], [], 0
+            tau: list[float | None] = []
             for grey, micro, truth in zip(greys, held_out, true_tau, strict=True):
                 classes = method(grey, len(net.phases))
                 ious.append(segmentation_net.phase_iou(classes, micro))
                 order = [pid for name in net.phases for pid, n in micro.phases.items() if n == name]
                 labels = np.asarray(order, dtype=np.uint8)[classes]
                 porosity.append(abs(np.mean(labels == pore) - np.mean(micro.labels == pore)))
-                tau.append(100 * abs(pore_tau(labels, pore) / truth - 1))
+                found = pore_tau(labels, pore)
+                tau.append(100 * abs(found / truth - 1) if np.isfinite(found * truth) else None)
+                lost += np.isfinite(found) != np.isfinite(truth)
             row = SegmentationRow(
                 noise,
                 exposure,
                 name,
                 {phase: float(np.mean([i[phase] for i in ious])) for phase in net.phases},
                 float(np.mean(porosity)),
-                float(np.mean(tau)) if np.all(np.isfinite(tau)) else None,
+                _mean([t for t in tau if t is not None]),
+                lost,
             )
             rows.append(row)
     for noise in EXPOSURES_S:
@@ -118,8 +129,8 @@ def bench_segmentation(
 
 
 COLUMNS = ("noise", "exposure_s", "method", "IoU pore", "IoU cbd", "IoU active", "porosity_err",
-           "tau_err_%", "target")  # fmt: skip
-RIGHT = {"exposure_s", "IoU pore", "IoU cbd", "IoU active", "porosity_err", "tau_err_%"}
+           "tau_err_%", "flips", "target")  # fmt: skip
+RIGHT = {"exposure_s", "IoU pore", "IoU cbd", "IoU active", "porosity_err", "tau_err_%", "flips"}
 
 
 def cells(row: SegmentationRow) -> tuple[str, ...]:
@@ -130,6 +141,7 @@ def cells(row: SegmentationRow) -> tuple[str, ...]:
         *(number(row.iou.get(phase), 3) for phase in ("pore", "cbd", "active")),
         number(row.porosity_error, 4),
         number(row.tau_error_pct, 2),
+        str(row.percolation_flips),
         row.target,
     )
 
@@ -167,7 +179,9 @@ def main(argv: list[str] | None = None) -> None:
         + ", ".join(f"{e:g} s: {noise_sigma(e):.3f}" for e in EXPOSURES_S.values())
         + " (NMC/pore contrast 0.85); scans include partial volume and the 0.8-voxel PSF",
         "IoU: intersection over union per phase; porosity_err: |porosity found - true|; "
-        f"tau_err_%: |pore tau along axis {AXIS} of the segmented / of the true structure - 1|",
+        f"tau_err_%: |pore tau along axis {AXIS} of the segmented / of the true structure - 1|, "
+        "over the structures where both percolate; flips: structures whose pore percolates in "
+        "one and not the other",
         f"target (U-Net rows): pore IoU above multi-Otsu's at every level, and at least "
         f"{TARGET_POREIOU:g} at the default noise",
         "not built yet, so not measured: " + "; ".join(NOT_BUILT),
