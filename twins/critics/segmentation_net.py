@@ -158,8 +158,7 @@ class SegmentationNet:
         except Exception as error:  # any unreadable file is the same user mistake
             reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise TwinError(
-                f"'{path}' is not a poreloop segmentation model ({type(error).__name__}: "
-                f"{reason})"
+                f"'{path}' is not a poreloop segmentation model ({type(error).__name__}: {reason})"
             ) from None
         if trained.format != FORMAT:
             raise TwinError(
@@ -219,7 +218,9 @@ def train(
         seed,
         digest.hexdigest(),
     )
-    counts = np.bincount(np.concatenate([label.ravel() for _, label in pairs]), minlength=len(order))
+    counts = np.bincount(
+        np.concatenate([label.ravel() for _, label in pairs]), minlength=len(order)
+    )
     weight = torch.from_numpy((counts.sum() / np.maximum(counts, 1)) ** 0.5).float()
     net = SegmentationNet(trained)
     weight = weight.to(net.device)

@@ -104,7 +104,10 @@ def test_a_campaign_segments_with_a_model_only_of_its_twin_s_phases(structures, 
     text = "objectives: {{energy_density_wh_l_1c: max}}\nlab: {{simulated: lab.yaml, segmentation: {}}}\n"
     (tmp_path / "lab.yaml").write_text("instruments: {}\n")
     for method, message in [
-        ("gdl.pt", "lab.segmentation: the model segments pore, fibre, binder, ptfe, the twin li_ion"),
+        (
+            "gdl.pt",
+            "lab.segmentation: the model segments pore, fibre, binder, ptfe, the twin li_ion",
+        ),
         ("absent.pt", "no segmentation model at"),
         ("unet", "unknown segmentation method 'unet'"),
     ]:
