@@ -59,7 +59,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             "--method MODEL.pt` and a campaign's lab.segmentation use it. Finally two held-out "
             "structures, scanned at 1 s exposure, are segmented by it and by the tomograph "
             "pipeline and the per-phase IoU of each is printed. Trains on this machine's CPU "
-            "(or CUDA): 300 steps at the defaults take about five minutes on two cores."
+            "(or CUDA): 300 steps at the defaults take under a minute on two cores."
         ),
     )
     train.add_argument("--twin", required=True, help="the twin whose structures to learn")
