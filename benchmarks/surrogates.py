@@ -7,7 +7,7 @@ and high noise: per-phase IoU, and the error each segmentation leaves in the por
 pore tortuosity through the thickness.
 
     .venv/bin/python -m benchmarks.surrogates [--edge 48] [--train-structures 6]
-        [--test-structures 3] [--steps 600] [--seed 0] [--json PATH]
+        [--test-structures 3] [--steps 2400] [--seed 0] [--json PATH]
 
 from the repository root. The table goes to stdout, progress to stderr, the results as JSON to
 PATH (default runs/benchmarks/surrogates.json).
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--edge", type=int, default=48, help="structure edge, voxels")
     parser.add_argument("--train-structures", type=int, default=6)
     parser.add_argument("--test-structures", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=600, help="U-Net optimiser steps")
+    parser.add_argument("--steps", type=int, default=2400, help="U-Net optimiser steps")
     parser.add_argument("--seed", type=int, default=0)
     add_json_option(parser, "surrogates")
     args = parser.parse_args(argv)
