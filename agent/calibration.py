@@ -146,14 +146,10 @@ def virtual_scan_metrics(
     if "particle_radius_um" in recipe:  # the in-plane box must hold three particle radii
         edge = math.ceil(3 * float(recipe["particle_radius_um"]) / sample.voxel_size_um)
         shape = (max(shape[0], edge), max(shape[1], edge), shape[2])
-    grey = render(
-        twin.generate(recipe, shape=shape, seed=sample.seed),
-        sample.voxel_size_um,
-        sample.exposure_s,
-        rng,
-    )
-    micro = segment(grey, twin.phases, sample.voxel_size_um, sample.segmentation)
-    return structure_metrics(morphology(micro))
+    micro = twin.generate(recipe, shape=shape, seed=sample.seed)
+    grey = render(micro, sample.voxel_size_um, sample.exposure_s, rng)
+    scanned = segment(grey, twin.phases, sample.voxel_size_um, sample.segmentation)
+    return structure_metrics(morphology(scanned))
 
 
 def fit(twin: Any, samples: Sequence[MeasuredSample]) -> Calibration:

@@ -36,7 +36,7 @@ from benchmarks._table import (
 )
 from poreloop.instruments.tomography import noise_sigma, render
 from poreloop.twins.critics import segmentation_net, tortuosity
-from poreloop.twins.critics.segmentation import METHODS
+from poreloop.twins.critics.segmentation import METHODS, grey_order
 from poreloop.twins.manufacturing import get_twin
 from poreloop.twins.microstructure import Microstructure
 
@@ -100,8 +100,7 @@ def bench_segmentation(
             for grey, micro, truth in zip(greys, held_out, true_tau, strict=True):
                 classes = method(grey, len(net.phases))
                 ious.append(segmentation_net.phase_iou(classes, micro))
-                order = [pid for name in net.phases for pid, n in micro.phases.items() if n == name]
-                labels = np.asarray(order, dtype=np.uint8)[classes]
+                labels = np.asarray(grey_order(micro.phases), dtype=np.uint8)[classes]
                 porosity.append(abs(np.mean(labels == pore) - np.mean(micro.labels == pore)))
                 found = pore_tau(labels, pore)
                 tau.append(100 * abs(found / truth - 1) if np.isfinite(found * truth) else None)

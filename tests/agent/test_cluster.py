@@ -4,7 +4,6 @@ address: ``tests/integration/test_campaign.py``."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -12,16 +11,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from poreloop.agent.cluster import MAX_DEATHS, Job, ScreeningPool, ScreenResult, connect
 from poreloop.agent.errors import AgentError
+from poreloop.agent.planners.surrogate import torch_on_one_thread
 from poreloop.twins import get_twin
 from poreloop.twins.actors import ChainHost, TwinHost
 from poreloop.twins.critics.chain import get_chain
@@ -37,24 +35,13 @@ def jobs(n: int, **evaluate: Any) -> list[Job]:
 
 
 def plain(twin: str, chain: str, job: Job) -> tuple[np.ndarray, dict[str, float]]:
-    """What the plain functions make of a job: the labels and the chain's properties."""
+    """What the plain functions make of a job: the labels and the chain's properties, computed
+    at one torch thread as a Ray worker of one CPU computes them (the float32 solvers' sums run
+    in an order that depends on the thread count, which moves their last digits)."""
     _, recipe, seed, evaluate = job
     micro = get_twin(twin).generate(recipe, shape=SHAPE, seed=seed)
-    with one_torch_thread():
+    with torch_on_one_thread():
         return micro.labels, dict(get_chain(chain).evaluate(micro, **evaluate).properties)
-
-
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Torch on one thread, as in a Ray worker of one CPU: its float32 sums run in an order
-    that depends on the thread count, and the solvers work in float32, so results are the same
-    to the last digit only at the same thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def by_key(results: Any) -> dict[Any, ScreenResult]:
@@ -67,7 +54,7 @@ def test_the_hosts_are_the_plain_twin_and_chain() -> None:
     labels, properties = plain("li_ion_electrode", "generic", job)
     _, recipe, seed, evaluate = job
     micro, seconds = TwinHost("li_ion_electrode").generate_timed(recipe, SHAPE, seed)
-    with one_torch_thread():
+    with torch_on_one_thread():  # as a Ray worker of one CPU computes
         result = ChainHost("generic").evaluate(micro, **evaluate)
     assert np.array_equal(micro.labels, labels) and seconds > 0
     assert result.properties == properties and result.properties["thickness_um"] == 80.0

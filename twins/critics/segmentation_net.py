@@ -218,12 +218,10 @@ def train(
         seed,
         digest.hexdigest(),
     )
-    counts = np.bincount(
-        np.concatenate([label.ravel() for _, label in pairs]), minlength=len(order)
-    )
-    weight = torch.from_numpy((counts.sum() / np.maximum(counts, 1)) ** 0.5).float()
+    counts = np.sum([np.bincount(label.ravel(), minlength=len(order)) for _, label in pairs], 0)
+    weight = (counts.sum() / np.maximum(counts, 1)) ** 0.5  # rare phases (thin binder) count more
     net = SegmentationNet(trained)
-    weight = weight.to(net.device)
+    weight = torch.from_numpy(weight / weight.sum()).float().to(net.device)
     optimiser = torch.optim.Adam(net.model.parameters(), lr=3e-3)
     net.model.train()
     for step in range(steps):
@@ -236,7 +234,9 @@ def train(
             labels.append(label[box])
         x = torch.from_numpy(np.stack(greys)[:, None]).to(net.device)
         y = torch.from_numpy(np.stack(labels)).to(net.device)
-        loss = torch.nn.functional.cross_entropy(net.model(x), y, weight=weight / weight.sum())
+        loss = torch.nn.functional.cross_entropy(net.model(x), y, weight=weight)
+        if not torch.isfinite(loss):
+            raise TwinError(f"training diverged at step {step + 1} (loss {loss.item()})")
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from poreloop.agent.cli import main
-from poreloop.instruments.tomography import render
+from poreloop.instruments.tomography import render, write_scan
 from poreloop.twins import Microstructure
 from poreloop.twins.critics import segmentation_net
 from poreloop.twins.critics.segmentation import segment
@@ -82,8 +82,6 @@ def test_segmenter_train_writes_a_model_that_segment_uses(tmp_path: Path, capsys
     assert "held-out IoU, unet: pore" in out and "held-out IoU, tomograph: pore" in out
     micro = ElectrodeTwin().generate({}, shape=(32, 32, 32), seed=5)
     grey_path = tmp_path / "scan.tif"
-    from poreloop.instruments.tomography import write_scan
-
     write_scan(grey_path, scan(micro, 1.0, np.random.default_rng(0)), 0.5, "S1")
     labels = tmp_path / "labels.tif"
     argv = ["segment", str(grey_path), "--phases", "pore,active,cbd", "--out", str(labels)]
@@ -114,3 +112,11 @@ def test_a_campaign_segments_with_a_model_only_of_its_twin_s_phases(structures, 
         config.write_text(text.format(method))
         with pytest.raises(ConfigError, match=message):
             load_config(config)
+
+
+def test_training_that_diverges_stops_with_the_step(structures) -> None:
+    def broken(micro: Microstructure, exposure_s: float, rng: np.random.Generator) -> np.ndarray:
+        return np.full(micro.shape, np.nan, dtype=np.float32)  # a scanner model gone wrong
+
+    with pytest.raises(TwinError, match="training diverged at step 1"):
+        segmentation_net.train(structures[:1], broken, [1.0], twin="x", steps=3, crop=16)
