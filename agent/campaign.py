@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from poreloop.agent.calibration import Calibration, MeasuredSample, fit, structure_metrics
-from poreloop.agent.config import RESOLUTION, CampaignConfig, ConfigError, LabSettings
+from poreloop.agent.config import CampaignConfig, ConfigError, LabSettings
 from poreloop.agent.lab import LabPipeline
+from poreloop.agent.learning import ActiveLearning
 from poreloop.agent.store import FINAL, Store
 
 log = logging.getLogger("poreloop.campaign")
@@ -91,21 +92,10 @@ class Campaign:
         self.on_progress = on_progress or (lambda progress: None)
         self.progress = Progress()
         self._shown: Progress | None = None
-        from poreloop.envs.design import design_space
-        from poreloop.twins import get_twin
-
-        self.twin = get_twin(config.twin.name)
-        self.fixed: dict[str, Any] = {
-            RESOLUTION: config.screening.voxel_size_um,
-            **config.twin.fixed,
-        }
-        if RESOLUTION not in self.twin.space.names:
-            self.fixed.pop(RESOLUTION)
-        free = config.twin.free or {}
-        self.space = design_space(
-            self.twin.space,
-            {**self.fixed, **self._unfree(free)},
-            bounds={name: bounds for name, bounds in free.items() if bounds is not None},
+        self.twin, self.space, self.fixed = config.design()
+        surrogate = config.screening.surrogate
+        self.learning = (
+            ActiveLearning(surrogate, self.out / "surrogate", config) if surrogate else None
         )
         self.shape = (config.screening.size,) * 3
         if not resume:
@@ -139,16 +129,6 @@ class Campaign:
             raise ConfigError(f"campaign '{self.config.name}' has no lab")
         return self.config.lab
 
-    def _unfree(self, free: dict[str, Any]) -> dict[str, Any]:
-        """With ``twin.free`` given, every other parameter is held at the twin's default."""
-        if not free:
-            return {}
-        return {
-            p.name: p.default
-            for p in self.twin.space.parameters
-            if p.name not in free and p.name not in self.fixed
-        }
-
     # --- the loop -----------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
@@ -167,7 +147,13 @@ class Campaign:
                 )
                 workers = config.ray.workers or _cpus()
                 self.pool = stack.enter_context(
-                    ScreeningPool(config.twin.name, config.screening.chain, self.shape, workers)
+                    ScreeningPool(
+                        config.twin.name,
+                        config.screening.chain,
+                        self.shape,
+                        workers,
+                        chain_options=self.learning.chain_options if self.learning else None,
+                    )
                 )
                 self.lab: LabPipeline | None = (
                     stack.enter_context(self._lab()) if config.lab is not None else None
@@ -284,9 +270,14 @@ class Campaign:
         ]
         done = {result.key: result for result in self.pool.screen(jobs)}
         results = [done[index] for index in range(len(jobs))]
+        if self.learning is not None:
+            learnt = self.learning.learn(self.pool, results)
+            self.store.log("surrogate", f"iteration {iteration}, {purpose}: {learnt}")
         rows, outcomes = [], []
         for index, (recipe, seed, result) in enumerate(zip(recipes, seeds, results, strict=True)):
             properties = dict(result.properties) if not result.failed else {}
+            if result.result is not None and "surrogate" in result.result.diagnostics:
+                properties["surrogate"] = result.result.diagnostics["surrogate"]
             rows.append(
                 {
                     "recipe": {**recipe, **self.fixed},

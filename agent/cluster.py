@@ -238,6 +238,19 @@ class ScreeningPool:
         self._made.append(actor)
         return actor
 
+    def rebuild_chains(self, **chain_options: Any) -> None:
+        """Chain actors built anew with ``chain_options`` (e.g. a refined neural critic) in
+        place of the old ones, which are killed; between screens only."""
+        import ray
+
+        from poreloop.twins.critics.chain import get_chain
+
+        get_chain(self.chain, **chain_options)
+        for slot in self._slots["chain"]:
+            ray.kill(slot.actor)
+        self.chain_options = dict(chain_options)
+        self._slots["chain"] = [_Slot(self._new_actor("chain")) for _ in range(self.n_workers)]
+
     @property
     def n_workers(self) -> int:
         return len(self._slots["twin"])

@@ -66,6 +66,30 @@ class TwinConfig(_Strict):
         return name
 
 
+class SurrogateSettings(_Strict):
+    """The neural critic that answers for the chain where it is sure (``poreloop surrogate
+    train`` makes it), and how the campaign keeps teaching it."""
+
+    model: Path = Field(
+        description="the neural critic (.pt) `poreloop surrogate train CONFIG` writes; its "
+        "training set is the .npz beside it"
+    )
+    trust: float = Field(
+        default=0.05,
+        gt=0,
+        description="the widest 90 % interval, as a fraction of the value, it may answer with",
+    )
+    retrain_every: int = Field(
+        default=32,
+        ge=0,
+        description="physics answers that extend its training set before it is refined; 0: never",
+    )
+    refine_epochs: PositiveInt = Field(default=20, description="epochs of each refinement")
+    structures: PositiveInt = Field(default=320, description="`surrogate train`: structures")
+    members: PositiveInt = Field(default=5, description="`surrogate train`: ensemble members")
+    epochs: PositiveInt = Field(default=200, description="`surrogate train`: training epochs")
+
+
 class ScreeningConfig(_Strict):
     """The digital space: how many recipes per iteration, scored by which chain at what size."""
 
@@ -74,6 +98,9 @@ class ScreeningConfig(_Strict):
     voxel_size_um: float = Field(default=0.5, gt=0, description="screening resolution, um")
     batch: int = Field(
         default=64, ge=0, description="recipes screened per iteration; 0: a lab-only campaign"
+    )
+    surrogate: SurrogateSettings | None = Field(
+        default=None, description="a neural critic that answers where it is sure"
     )
 
     @field_validator("chain")
@@ -214,6 +241,30 @@ class CampaignConfig(_Strict):
             raise ValueError("\n".join(problems))
         return self
 
+    def design(self) -> tuple[Any, Any, dict[str, Any]]:
+        """The twin, the space the planner designs in (free parameters within their narrowed
+        bounds), and the values held fixed (the resolution among them, where the twin has one).
+        With ``twin.free`` given, every other parameter is held at the twin's default."""
+        from poreloop.envs.design import design_space
+        from poreloop.twins import get_twin
+
+        twin = get_twin(self.twin.name)
+        fixed: dict[str, Any] = {RESOLUTION: self.screening.voxel_size_um, **self.twin.fixed}
+        if RESOLUTION not in twin.space.names:
+            fixed.pop(RESOLUTION)
+        free = self.twin.free or {}
+        held: dict[str, Any] = {
+            p.name: p.default
+            for p in twin.space.parameters
+            if free and p.name not in free and p.name not in fixed
+        }
+        space = design_space(
+            twin.space,
+            {**fixed, **held},
+            bounds={name: bounds for name, bounds in free.items() if bounds is not None},
+        )
+        return twin, space, fixed
+
     def _check_segmentation(self, method: str, phases: dict[int, str], problems: list[str]) -> None:
         """A trained segmentation model must tell the twin's phases apart."""
         from poreloop.twins.critics.segmentation import grey_order, method_named
@@ -268,6 +319,10 @@ def load_config(path: str | Path, **overrides: Any) -> CampaignConfig:
     lab = data.get("lab")
     if isinstance(lab, dict) and str(lab.get("segmentation", "")).endswith(".pt"):
         lab["segmentation"] = str(path.parent / lab["segmentation"])  # relative to the config file
+    screening = data.get("screening")
+    surrogate = screening.get("surrogate") if isinstance(screening, dict) else None
+    if isinstance(surrogate, dict) and isinstance(surrogate.get("model"), str):
+        surrogate["model"] = str(path.parent / surrogate["model"])
     try:
         config = CampaignConfig.model_validate(data)
     except ValidationError as error:

@@ -1,8 +1,8 @@
 """The ``poreloop`` command line: a thin layer over the libraries, one module per group.
 
-Each group module (``campaign``, ``twin``, ``segment``, ``critic``, ``instrument``, ``lab``)
-has a ``register(commands)`` that adds its subparser and sets each command's handler; the handlers
-import the heavy libraries when they run, so ``poreloop --help`` answers at once. A user
+Each group module (``campaign``, ``twin``, ``segment``, ``critic``, ``surrogate``, ``instrument``,
+``lab``) has a ``register(commands)`` that adds its subparser and sets each command's handler; the
+handlers import the heavy libraries when they run, so ``poreloop --help`` answers at once. A user
 mistake is printed as one line ``poreloop: error: <message>`` on stderr with exit code 2,
 never as a traceback.
 """
@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import NoReturn
 
-from poreloop.agent.cli import campaign, critic, instrument, lab, segment, twin
+from poreloop.agent.cli import campaign, critic, instrument, lab, segment, surrogate, twin
 
 PROG = "poreloop"
-GROUPS = (campaign, twin, segment, critic, instrument, lab)
+GROUPS = (campaign, twin, segment, critic, surrogate, instrument, lab)
 """The command groups, in the order ``--help`` lists them; a new group is a module here."""
 
 

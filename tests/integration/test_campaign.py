@@ -421,3 +421,46 @@ def test_a_campaign_joins_the_ray_cluster_its_config_names(tmp_path: Path, ray_h
     assert summary["state"] == "finished" and summary["lab"]["measured"] >= 1
     assert (summary["ray"]["mode"], summary["ray"]["cpus"]) == ("joined", 1.0)
     assert summary["ray"]["address"].endswith(ray_head.rpartition(":")[2])
+
+
+def test_a_neural_critic_trains_for_a_config_and_learns_from_the_campaign(
+    tmp_path: Path, ray_address: str
+) -> None:
+    """``surrogate train CONFIG`` makes the critic and its training set on the session's Ray;
+    a digital-only campaign that never trusts it (trust 1e-9) sends every structure to the
+    physics chain, whose answers grow the training set and refine the critic every 4."""
+    config = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
+    config.update(lab=None, iterations=2)
+    config["screening"]["surrogate"] = {
+        "model": "critic.pt",
+        "trust": 1e-9,
+        "retrain_every": 4,
+        "refine_epochs": 2,
+        "structures": 24,
+        "members": 2,
+        "epochs": 3,
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    log = tmp_path / "log.txt"
+    finish(
+        poreloop("surrogate", "train", tmp_path / "c.yaml", ray_address=ray_address, log=log), log
+    )
+    assert "R^2 (held out)" in log.read_text()
+    from poreloop.twins.critics.surrogate import NeuralCritic, TrainingSet
+
+    critic = NeuralCritic.load(tmp_path / "critic.pt")
+    trained = len(TrainingSet.load(tmp_path / "critic.npz"))
+    assert critic.trained.examples == trained and "energy_density_wh_l_1c" in critic.properties
+    out = tmp_path / "run"
+    finish(
+        poreloop("run", tmp_path / "c.yaml", "--out", out, ray_address=ray_address, log=log), log
+    )
+    screens = rows(out / "campaign.sqlite", "SELECT properties FROM screens")
+    answered = [json.loads(p).get("surrogate") for (p,) in screens]
+    assert len(answered) == 16 and set(answered) <= {0.0, None}  # None: the twin made nothing
+    grown = TrainingSet.load(out / "surrogate" / "training.npz")
+    assert len(grown) == trained + answered.count(0.0)
+    refined = sorted((out / "surrogate").glob("critic-*.pt"))
+    assert refined and NeuralCritic.load(refined[-1]).trained.examples > trained
+    events = rows(out / "campaign.sqlite", "SELECT message FROM events WHERE kind = 'surrogate'")
+    assert any("refined it on" in message for (message,) in events)

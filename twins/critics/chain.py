@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,6 +28,9 @@ from poreloop.twins.critics.morphology import morphology, phase_key
 from poreloop.twins.critics.transport import conductivity, tortuosity
 from poreloop.twins.errors import CriticError
 from poreloop.twins.microstructure import Microstructure
+
+if TYPE_CHECKING:
+    from poreloop.twins.critics.surrogate import SurrogateChain
 
 AXES = "xyz"
 
@@ -408,10 +411,19 @@ CHAINS: Registry[Callable[..., Chain]] = Registry(
 )
 
 
-def get_chain(name: str, **options: Any) -> Chain:
+def get_chain(
+    name: str, surrogate: Mapping[str, Any] | None = None, **options: Any
+) -> Chain | SurrogateChain:
     """A fresh chain for a material (``options``: e.g. ``axes=("z", "x")``, ``c_rates``,
-    ``max_iterations`` to cap every solve instead of the solvers' defaults)."""
-    return CHAINS.lookup(name)(**options)
+    ``max_iterations`` to cap every solve instead of the solvers' defaults); with
+    ``surrogate`` (``model`` path, ``trust``, ``watch``: see ``SurrogateChain``) a neural
+    critic answers for it where it is sure."""
+    chain = CHAINS.lookup(name)(**options)
+    if surrogate is None:
+        return chain
+    from poreloop.twins.critics.surrogate import SurrogateChain
+
+    return SurrogateChain.open(chain, **surrogate)
 
 
 __all__ = ["AXES", "CHAINS", "Chain", "ChainResult", "StageFailed", "get_chain", "unit_of"]

@@ -1,0 +1,691 @@
+"""The neural critic: a deep ensemble of small 3D CNNs that predicts a chain's properties from
+the voxels, with 90 % intervals calibrated on structures it was not trained on.
+
+Physics chains take 0.2-3 s a structure; the ensemble takes milliseconds, so a campaign can
+screen thousands of recipes, and call the physics chain only where the ensemble is unsure
+(``SurrogateChain``). Its training data are (structure, chain result) pairs that the twins and
+chains make on Ray (``TrainingSet``); no weights are downloaded.
+
+How the uncertainty is made trustworthy:
+
+- Each member predicts a mean and a variance per property (a Gaussian likelihood, Nix and
+  Weigend 1994), trained on its own online-bootstrap weights of the data; the ensemble's
+  mixture mean and variance combine what each member is unsure of with where the members
+  disagree (Lakshminarayanan et al. 2017).
+- A fifth of the data is held out of training, and the interval half-widths are scaled per
+  property so that 90 % of the held-out errors fall inside (split conformal calibration,
+  Angelopoulos and Bates 2021): the coverage holds on new structures from the same twin
+  without assuming the network's variances are right.
+- A head predicts whether the physics chain would score the structure at all (it fails where
+  the pore or solid does not percolate): the chain only trusts the ensemble where that is sure.
+
+Targets are learnt in log space where they are positive and span decades (τ, D_eff, σ_eff, k)
+and standardised; every flip of the box is a structure with the same properties, so training
+flips each batch at random.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poreloop.twins.critics.chain import Chain, ChainResult
+from poreloop.twins.errors import CriticError
+from poreloop.twins.microstructure import Microstructure, Provenance
+
+FORMAT = 1
+"""Version of the saved model file; ``load`` refuses other versions."""
+SUFFIX = ".pt"
+COVERAGE = 0.9
+"""What the intervals promise: 90 % of true values inside."""
+Z90 = 1.6448536269514722
+"""The standard normal's 95th percentile: a Gaussian's central 90 % is mean ± Z90·σ."""
+PREDICTED = ("porosity", "tau_", "deff_", "sigma_eff_", "k_", "ssa_per_um", "tpb_per_um2")
+"""Prefixes of the properties learnt by default, besides the chain's objectives and
+``energy_density_wh_l_*`` (every C-rate)."""
+LOG_SCALED = ("tau_", "deff_", "sigma_eff_", "k_")
+"""Positive properties spanning decades: learnt as logarithms."""
+VOXEL_SIZE_RTOL = 0.01
+"""A structure whose voxels differ more than this from the training voxels is refused."""
+SURE_OK = 0.9
+"""The least probability that the chain scores a structure for ``SurrogateChain`` to answer."""
+
+
+# --- training data ---------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingSet:
+    """(structure, chain result) pairs of one twin, chain, box and phase set, as arrays.
+
+    ``values`` holds every property of every result (NaN where a result lacks it);
+    ``ok`` whether the chain scored the structure cleanly. Saved as ``.npz``.
+    """
+
+    twin: str
+    chain: str
+    phases: dict[int, str]
+    labels: list[np.ndarray] = field(default_factory=list)
+    voxel_size_um: list[float] = field(default_factory=list)
+    values: list[dict[str, float]] = field(default_factory=list)
+    ok: list[bool] = field(default_factory=list)
+
+    def add(self, micro: Microstructure, result: ChainResult) -> None:
+        if micro.phases != self.phases:
+            raise CriticError(f"training structures have phases {self.phases}, not {micro.phases}")
+        if self.labels and micro.shape != self.labels[0].shape:
+            raise CriticError(
+                f"training structures are {self.labels[0].shape}, not {micro.shape}: one box size"
+            )
+        self.labels.append(np.ascontiguousarray(micro.labels))
+        self.voxel_size_um.append(micro.voxel_size_um)
+        self.values.append(dict(result.properties))
+        self.ok.append(result.ok and result.converged)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def structure(self, index: int) -> Microstructure:
+        return Microstructure(
+            self.labels[index], self.voxel_size_um[index], self.phases, Provenance(twin=self.twin)
+        )
+
+    def column(self, key: str) -> np.ndarray:
+        return np.array([v.get(key, math.nan) for v in self.values])
+
+    def property_keys(self) -> list[str]:
+        return sorted({key for values in self.values for key in values})
+
+    def digest(self) -> str:
+        """SHA-256 over structures and results: the same hash, the same training data."""
+        digest = hashlib.sha256()
+        for labels, values in zip(self.labels, self.values, strict=True):
+            digest.update(labels.tobytes())
+            digest.update(json.dumps(values, sort_keys=True).encode())
+        return digest.hexdigest()
+
+    def save(self, path: str | Path) -> None:
+        keys = self.property_keys()
+        np.savez_compressed(
+            path,
+            meta=json.dumps({"twin": self.twin, "chain": self.chain, "phases": self.phases}),
+            keys=np.array(keys),
+            labels=np.stack(self.labels),
+            voxel_size_um=np.array(self.voxel_size_um),
+            values=np.array([[v.get(k, math.nan) for k in keys] for v in self.values]),
+            ok=np.array(self.ok),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainingSet:
+        path = Path(path)
+        if not path.is_file():
+            raise CriticError(f"no training set at '{path}'")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                keys = [str(k) for k in data["keys"]]
+                rows = data["values"]
+                return cls(
+                    meta["twin"],
+                    meta["chain"],
+                    {int(k): v for k, v in meta["phases"].items()},
+                    list(data["labels"]),
+                    [float(v) for v in data["voxel_size_um"]],
+                    [
+                        {k: float(v) for k, v in zip(keys, row, strict=True) if not math.isnan(v)}
+                        for row in rows
+                    ],
+                    [bool(v) for v in data["ok"]],
+                )
+        except (OSError, ValueError, KeyError) as error:
+            raise CriticError(f"'{path}' is not a poreloop training set ({error})") from None
+
+
+# --- the model -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What an ensemble was trained on, saved beside its weights."""
+
+    twin: str
+    chain: str
+    shape: list[int]
+    voxel_size_um: float
+    phases: dict[str, str]
+    """Phase id (as a string, JSON's keys) → name; input channel i is the i-th id."""
+    properties: list[str]
+    log_scaled: list[str]
+    center: list[float]
+    scale: list[float]
+    """Standardisation of each (log-)property: z = (y - center) / scale."""
+    thickness_um: list[float]
+    """The range of coating thicknesses trained on; outside it the ensemble extrapolates."""
+    interval_scale: list[float]
+    """Per property, the factor on the ensemble's σ that makes 90 % of held-out errors fall
+    inside ±Z90·σ."""
+    members: int
+    width: int
+    epochs: int
+    seed: int
+    examples: int
+    held_out: int
+    data_hash: str
+    format: int = FORMAT
+
+
+def _network(members: int, inputs: int, width: int, outputs: int) -> Any:
+    """``members`` CNNs side by side as one grouped network: each sees the one-hot phases, and
+    its head also the phase fractions (exact, so porosity need not be learnt from pooled
+    features) and the coating thickness; each gives ``outputs`` numbers."""
+    import torch
+    from torch import nn
+
+    m = members
+
+    class Ensemble(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            w = width
+            self.trunk = nn.Sequential(
+                nn.Conv3d(m * inputs, m * w, 3, stride=2, padding=1, groups=m),
+                nn.SiLU(),
+                nn.Conv3d(m * w, m * 2 * w, 3, stride=2, padding=1, groups=m),
+                nn.SiLU(),
+                nn.Conv3d(m * 2 * w, m * 4 * w, 3, stride=2, padding=1, groups=m),
+                nn.SiLU(),
+                nn.Conv3d(m * 4 * w, m * 4 * w, 3, padding=1, groups=m),
+                nn.SiLU(),
+                nn.AdaptiveAvgPool3d(1),
+            )
+            self.heads = nn.Sequential(  # 1x1x1 grouped convolutions: one MLP per member
+                nn.Conv3d(m * (4 * w + 1 + inputs), m * 4 * w, 1, groups=m),
+                nn.SiLU(),
+                nn.Conv3d(m * 4 * w, m * outputs, 1, groups=m),
+            )
+
+        def forward(self, onehot: torch.Tensor, thickness: torch.Tensor) -> torch.Tensor:
+            """(batch, phases, *box), (batch,) → (batch, members, outputs)."""
+            batch = onehot.shape[0]
+            features = self.trunk(onehot.repeat(1, m, 1, 1, 1)).view(batch, m, -1)
+            fractions = onehot.mean(dim=(2, 3, 4))
+            context = torch.cat([fractions, thickness.view(batch, 1)], dim=1)
+            context = context.view(batch, 1, -1).expand(batch, m, -1)
+            both = torch.cat([features, context], dim=2).view(batch, -1, 1, 1, 1)
+            return self.heads(both).view(batch, m, outputs)
+
+    return Ensemble()
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The ensemble's answer for one structure: mean and 90 % interval per property, and the
+    probability that the physics chain scores it."""
+
+    mean: dict[str, float]
+    low: dict[str, float]
+    high: dict[str, float]
+    p_ok: float
+    inside: bool
+    """Whether the structure lies where the ensemble was trained (its coating thickness)."""
+
+    def relative_half_width(self, key: str) -> float:
+        return (self.high[key] - self.low[key]) / (2 * max(abs(self.mean[key]), 1e-300))
+
+
+class NeuralCritic:
+    """A trained ensemble and what it was trained on."""
+
+    def __init__(self, trained: Trained, state: dict[str, Any] | None = None) -> None:
+        import torch
+
+        self.trained = trained
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.ids = [int(k) for k in trained.phases]
+        self.model = _network(
+            trained.members, len(self.ids), trained.width, 2 * len(trained.properties) + 1
+        ).to(self.device)
+        if state is not None:
+            self.model.load_state_dict(state)
+        self._log = np.array([key in trained.log_scaled for key in trained.properties])
+
+    @property
+    def properties(self) -> list[str]:
+        return self.trained.properties
+
+    def check(self, micro: Microstructure) -> None:
+        """Refuse a structure unlike the training structures (one line, ``CriticError``)."""
+        t = self.trained
+        phases = {str(k): v for k, v in micro.phases.items()}
+        if phases != t.phases:
+            raise CriticError(
+                f"this neural critic was trained on phases {t.phases}, the structure has {phases}"
+            )
+        if list(micro.shape) != t.shape:
+            raise CriticError(
+                f"this neural critic was trained on {'x'.join(map(str, t.shape))} boxes, the "
+                f"structure is {'x'.join(map(str, micro.shape))}"
+            )
+        if abs(micro.voxel_size_um / t.voxel_size_um - 1) > VOXEL_SIZE_RTOL:
+            raise CriticError(
+                f"this neural critic was trained at {t.voxel_size_um:g} um voxels, the structure "
+                f"has {micro.voxel_size_um:g} um"
+            )
+
+    def _inputs(self, labels: Sequence[np.ndarray], thickness_um: Sequence[float]) -> Any:
+        import torch
+
+        stack = torch.from_numpy(np.stack(labels)).to(self.device).long()
+        lookup = torch.full((256,), -1, dtype=torch.long, device=self.device)
+        lookup[self.ids] = torch.arange(len(self.ids), device=self.device)
+        onehot = torch.nn.functional.one_hot(lookup[stack], len(self.ids))
+        onehot = onehot.permute(0, 4, 1, 2, 3).float()
+        low, high = self.trained.thickness_um
+        mid, half = (low + high) / 2, max((high - low) / 2, 1e-9)
+        context = (torch.tensor(np.asarray(thickness_um), dtype=torch.float32) - mid) / half
+        return onehot, context.to(self.device)
+
+    def _raw(self, labels: Sequence[np.ndarray], thickness_um: Sequence[float]) -> Any:
+        """Per member and property, standardised means and variances, and the ok logit."""
+        import torch
+
+        self.model.eval()
+        with torch.no_grad():
+            out = self.model(*self._inputs(labels, thickness_um)).double().cpu().numpy()
+        n = len(self.properties)
+        return out[:, :, :n], np.exp(np.clip(out[:, :, n : 2 * n], -12, 6)), out[:, :, -1]
+
+    def _mixture(
+        self, labels: Sequence[np.ndarray], thickness_um: Sequence[float]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Standardised ensemble means and standard deviations (batch, properties), and the
+        probability that the chain scores each structure."""
+        means, variances, logits = self._raw(labels, thickness_um)
+        mean = means.mean(1)
+        variance = (variances + means**2).mean(1) - mean**2
+        p_ok = (1 / (1 + np.exp(-logits))).mean(1)
+        return mean, np.sqrt(np.maximum(variance, 1e-12)), p_ok
+
+    def _to_values(self, z: np.ndarray) -> np.ndarray:
+        y = z * np.array(self.trained.scale) + np.array(self.trained.center)
+        return np.where(self._log, np.exp(np.where(self._log, y, 0.0)), y)
+
+    def predict(
+        self, micros: Sequence[Microstructure], thickness_um: Sequence[float | None] | None = None
+    ) -> list[Prediction]:
+        """Predictions for ``micros`` (each checked first); a thickness is taken as
+        ``Chain.evaluate`` takes it: given, else the recipe's, else the box height."""
+        for micro in micros:
+            self.check(micro)
+        given = list(thickness_um) if thickness_um is not None else [None] * len(micros)
+        thickness = [_thickness(m, t) for m, t in zip(micros, given, strict=True)]
+        mean, sd, p_ok = self._mixture([m.labels for m in micros], thickness)
+        half = Z90 * np.array(self.trained.interval_scale) * sd
+        centre, low, high = (self._to_values(z) for z in (mean, mean - half, mean + half))
+        low_t, high_t = self.trained.thickness_um
+        return [
+            Prediction(
+                dict(zip(self.properties, centre[i].tolist(), strict=True)),
+                dict(zip(self.properties, low[i].tolist(), strict=True)),
+                dict(zip(self.properties, high[i].tolist(), strict=True)),
+                float(p_ok[i]),
+                low_t <= thickness[i] <= high_t,
+            )
+            for i in range(len(micros))
+        ]
+
+    def save(self, path: str | Path) -> None:
+        import torch
+
+        path = Path(path)
+        if path.suffix != SUFFIX:
+            raise CriticError(f"a neural critic is saved as {SUFFIX}, got '{path}'")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.cpu() for k, v in self.model.state_dict().items()}
+        torch.save({"trained": json.dumps(asdict(self.trained)), "state": state}, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> NeuralCritic:
+        import torch
+
+        path = Path(path)
+        if not path.is_file():
+            raise CriticError(f"no neural critic at '{path}'; train one first")
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            trained = Trained(**json.loads(saved["trained"]))
+        except Exception as error:  # any unreadable file is the same user mistake
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise CriticError(
+                f"'{path}' is not a poreloop neural critic ({type(error).__name__}: {reason})"
+            ) from None
+        if trained.format != FORMAT:
+            raise CriticError(
+                f"'{path}' is a neural critic of format {trained.format}; this poreloop reads "
+                f"format {FORMAT}: train it again"
+            )
+        return cls(trained, saved["state"])
+
+
+def _thickness(micro: Microstructure, given: float | None) -> float:
+    if given is not None:
+        return float(given)
+    recorded = micro.provenance.recipe.get("thickness_um")
+    return float(recorded) if recorded is not None else micro.shape[2] * micro.voxel_size_um
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+def default_properties(data: TrainingSet, objectives: Sequence[str] = ()) -> list[str]:
+    """What to learn: the chain's objectives and every property named by ``PREDICTED`` or an
+    energy density, that at least half the training results have."""
+    keys = [
+        key
+        for key in data.property_keys()
+        if key in objectives or key.startswith(PREDICTED) or key.startswith("energy_density_")
+    ]
+    return [key for key in keys if np.isfinite(data.column(key)).mean() >= 0.5]
+
+
+def held_out(data: TrainingSet) -> np.ndarray:
+    """Which examples calibrate instead of training: about a fifth, chosen by a hash of each
+    structure, so that a growing training set keeps them out of every later refinement (the
+    coverage guarantee needs examples the weights never saw)."""
+    mask = np.array(
+        [hashlib.sha256(labels.tobytes()).digest()[0] % 5 == 0 for labels in data.labels]
+    )
+    if mask.sum() < 2 or (~mask).sum() < 2:
+        raise CriticError(
+            f"{len(data)} training structures leave {mask.sum()} to calibrate on; a neural "
+            "critic needs at least two of each (about 20 structures)"
+        )
+    return mask
+
+
+def train(
+    data: TrainingSet,
+    properties: Sequence[str] | None = None,
+    *,
+    members: int = 5,
+    width: int = 8,
+    epochs: int = 60,
+    batch: int = 16,
+    seed: int = 0,
+    start: NeuralCritic | None = None,
+    log: Callable[[str], None] | None = None,
+) -> NeuralCritic:
+    """An ensemble trained on about four fifths of ``data`` and calibrated on the rest.
+
+    ``start``: continue from that critic's weights (active learning: a campaign extends the
+    data and refines the ensemble in a few epochs instead of training it anew).
+    """
+    import torch
+
+    if len(data) == 0:
+        raise CriticError("no training structures")
+    properties = list(properties or default_properties(data))
+    if not properties:
+        raise CriticError("no property to learn: the training results have none in common")
+    if start is not None and (
+        start.properties != properties
+        or start.trained.phases != {str(k): v for k, v in data.phases.items()}
+    ):
+        raise CriticError("continue training only on the same properties and phases")
+    calibrate = held_out(data)
+    fit = ~calibrate
+    log_scaled = [key for key in properties if key.startswith(LOG_SCALED)]
+    targets = np.stack([data.column(key) for key in properties], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        targets = np.where(
+            [key in log_scaled for key in properties], np.log(targets), targets
+        )  # τ = inf (no path) and non-positive values become missing
+    targets[~np.isfinite(targets)] = np.nan
+    center = np.nanmean(targets[fit], axis=0)
+    scale = np.nanstd(targets[fit], axis=0)
+    if start is not None:  # its weights learnt these scales
+        center, scale = np.array(start.trained.center), np.array(start.trained.scale)
+    missing = [key for key, c in zip(properties, center, strict=True) if not np.isfinite(c)]
+    if missing:
+        raise CriticError(f"no training structure has a finite value of {missing}")
+    scale = np.where(scale > 0, scale, 1.0)
+    thickness = np.array([v.get("thickness_um", math.nan) for v in data.values])
+    trained = Trained(
+        twin=data.twin,
+        chain=data.chain,
+        shape=list(data.labels[0].shape),
+        voxel_size_um=float(np.median(data.voxel_size_um)),
+        phases={str(k): v for k, v in data.phases.items()},
+        properties=properties,
+        log_scaled=log_scaled,
+        center=center.tolist(),
+        scale=scale.tolist(),
+        thickness_um=[float(np.nanmin(thickness)), float(np.nanmax(thickness))],
+        interval_scale=[1.0] * len(properties),
+        members=start.trained.members if start else members,
+        width=start.trained.width if start else width,
+        epochs=epochs,
+        seed=seed,
+        examples=len(data),
+        held_out=int(calibrate.sum()),
+        data_hash=data.digest(),
+    )
+    torch.manual_seed(seed)
+    critic = NeuralCritic(trained)
+    if start is not None:
+        critic.model.load_state_dict(start.model.state_dict())
+    z = torch.from_numpy((targets - center) / scale).float().to(critic.device)
+    ok = torch.tensor(data.ok, dtype=torch.float32, device=critic.device)
+    _fit(critic, data, thickness, z, ok, np.flatnonzero(fit), epochs, batch, seed, log)
+    return _calibrated(critic, data, thickness, z.cpu().numpy(), np.flatnonzero(calibrate))
+
+
+def _fit(
+    critic: NeuralCritic,
+    data: TrainingSet,
+    thickness: np.ndarray,
+    z: Any,
+    ok: Any,
+    rows: np.ndarray,
+    epochs: int,
+    batch: int,
+    seed: int,
+    log: Callable[[str], None] | None,
+) -> None:
+    """Adam on the Gaussian likelihood of every known target and the ok head's cross-entropy;
+    each member weighs each example by its own Poisson(1) draw (an online bootstrap)."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    members, n = critic.trained.members, len(critic.properties)
+    optimiser = torch.optim.AdamW(critic.model.parameters(), lr=2e-3, weight_decay=1e-4)
+    steps = epochs * math.ceil(len(rows) / batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps)
+    critic.model.train()
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        total = 0.0
+        for chunk in np.array_split(rng.permutation(rows), math.ceil(len(rows) / batch)):
+            onehot, context = critic._inputs([data.labels[i] for i in chunk], thickness[chunk])
+            flips = [d + 2 for d in range(3) if rng.random() < 0.5]
+            if flips:
+                onehot = onehot.flip(flips)
+            out = critic.model(onehot, context)
+            mean, log_var = out[:, :, :n], out[:, :, n : 2 * n].clamp(-12, 6)
+            target = z[chunk].unsqueeze(1).expand(-1, members, -1)
+            known = torch.isfinite(target)
+            nll = 0.5 * (log_var + (target.nan_to_num() - mean) ** 2 / log_var.exp())
+            weight = torch.from_numpy(rng.poisson(1.0, (len(chunk), members, 1))).to(out)
+            nll = (nll * known * weight).sum() / (known * weight).sum().clamp(min=1)
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(
+                out[:, :, -1], ok[chunk].unsqueeze(1).expand(-1, members), weight=weight[..., 0]
+            )
+            loss = nll + bce
+            if not torch.isfinite(loss):
+                raise CriticError(f"training diverged in epoch {epoch + 1} (loss {loss.item()})")
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += loss.item() * len(chunk)
+        if log is not None and ((epoch + 1) % 10 == 0 or epoch + 1 == epochs):
+            log(
+                f"epoch {epoch + 1}/{epochs}: loss {total / len(rows):.3f} "
+                f"({time.perf_counter() - started:.0f} s)"
+            )
+
+
+def _calibrated(
+    critic: NeuralCritic, data: TrainingSet, thickness: np.ndarray, z: np.ndarray, rows: np.ndarray
+) -> NeuralCritic:
+    """The critic with each property's interval scale set so that its ±Z90·σ intervals hold
+    the ``rows`` (never trained on) at the conformal quantile: a 90 % coverage guarantee for
+    new structures from the same distribution."""
+    mean, sd, _ = critic._mixture([data.labels[i] for i in rows], thickness[rows])
+    scores = np.abs(z[rows] - mean) / (Z90 * sd)
+    factors = []
+    for column in scores.T:
+        known = np.sort(column[np.isfinite(column)])
+        rank = min(math.ceil((len(known) + 1) * COVERAGE), len(known))
+        factors.append(float(known[rank - 1]) if len(known) else 1.0)
+    trained = Trained(**{**asdict(critic.trained), "interval_scale": factors})
+    calibrated = NeuralCritic(trained)
+    calibrated.model.load_state_dict(critic.model.state_dict())
+    return calibrated
+
+
+def _learnable(truth: Sequence[float], key: str) -> np.ndarray:
+    """Which true values the critic learns from: finite, and positive where it learns the
+    logarithm (D_eff = 0 of a pore that does not percolate is the chain's failure to foresee,
+    not a value to predict)."""
+    y = np.asarray(truth, dtype=float)
+    return np.isfinite(y) & ((y > 0) if key.startswith(LOG_SCALED) else True)
+
+
+def r2(truth: Sequence[float], predicted: Sequence[float], key: str) -> float:
+    """Coefficient of determination over the learnable true values, on the scale the property
+    is learnt on (logarithms of τ, D_eff, σ_eff and k, whose values span decades)."""
+    known = _learnable(truth, key)
+    y, f = np.asarray(truth, dtype=float)[known], np.asarray(predicted, dtype=float)[known]
+    if key.startswith(LOG_SCALED):
+        y, f = np.log(y), np.log(f)
+    spread = np.sum((y - y.mean()) ** 2)
+    return float(1 - np.sum((y - f) ** 2) / spread) if len(y) > 1 and spread > 0 else math.nan
+
+
+def coverage(truth: Sequence[float], predictions: Sequence[Prediction], key: str) -> float:
+    """The fraction of learnable true values inside their 90 % intervals."""
+    known = _learnable(truth, key)
+    y = np.asarray(truth, dtype=float)[known]
+    low = np.array([p.low[key] for p in predictions])[known]
+    high = np.array([p.high[key] for p in predictions])[known]
+    return float(((low <= y) & (y <= high)).mean()) if known.any() else math.nan
+
+
+# --- the chain that uses it ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SurrogateChain:
+    """A physics chain that asks the neural critic first: where the critic is sure (the
+    chain would score the structure, its 90 % interval of every watched property within
+    ``trust`` of the mean, the structure like those it learnt from) its answer stands;
+    elsewhere the physics chain scores the structure.
+
+    An answer's diagnostics say who gave it: ``surrogate`` 1 or 0, and for the critic's
+    answers ``p_ok`` and each property's 90 % interval (``<key>_low``, ``<key>_high``).
+    """
+
+    physics: Chain
+    critic: NeuralCritic
+    trust: float = 0.05
+    watch: tuple[str, ...] = ()
+    """Properties the critic must be sure of; empty: the chain's objectives (else all)."""
+
+    def __post_init__(self) -> None:
+        t = self.critic.trained
+        if t.chain != self.physics.name:
+            raise CriticError(
+                f"the neural critic learnt chain '{t.chain}', not '{self.physics.name}'"
+            )
+        unknown = [key for key in self.watched if key not in t.properties]
+        if unknown:
+            raise CriticError(f"the neural critic does not predict {unknown}")
+        if not self.trust > 0:
+            raise CriticError(f"trust must be a positive fraction, got {self.trust}")
+
+    @classmethod
+    def open(
+        cls, physics: Chain, model: str | Path, trust: float = 0.05, watch: Sequence[str] = ()
+    ) -> SurrogateChain:
+        """``physics`` answered for by the neural critic saved at ``model``."""
+        return cls(physics, NeuralCritic.load(model), trust, tuple(watch))
+
+    @property
+    def name(self) -> str:
+        return self.physics.name
+
+    @property
+    def objectives(self) -> Any:
+        return self.physics.objectives
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        return self.watch or tuple(self.physics.objectives) or tuple(self.critic.properties)
+
+    def evaluate(self, micro: Microstructure, thickness_um: float | None = None) -> ChainResult:
+        start = time.perf_counter()
+        prediction = self._sure(micro, thickness_um)
+        if prediction is None:
+            result = self.physics.evaluate(micro, thickness_um)
+            diagnostics = {**result.diagnostics, "surrogate": 0.0}
+            return result.model_copy(update={"diagnostics": diagnostics})
+        properties = {"thickness_um": _thickness(micro, thickness_um), **prediction.mean}
+        diagnostics = {"surrogate": 1.0, "p_ok": prediction.p_ok}
+        for key in prediction.mean:
+            diagnostics[f"{key}_low"] = prediction.low[key]
+            diagnostics[f"{key}_high"] = prediction.high[key]
+        return ChainResult(
+            chain=self.physics.name,
+            properties=properties,
+            objectives={k: properties[k] for k in self.physics.objectives if k in properties},
+            diagnostics=diagnostics,
+            timings_s={"surrogate": time.perf_counter() - start},
+            voxel_size_um=micro.voxel_size_um,
+            shape=micro.shape,
+        )
+
+    def _sure(self, micro: Microstructure, thickness_um: float | None) -> Prediction | None:
+        """The critic's prediction where it is sure, else None."""
+        try:
+            [prediction] = self.critic.predict([micro], [thickness_um])
+        except CriticError:
+            return None  # unlike its training structures: physics decides
+        sure = (
+            prediction.inside
+            and prediction.p_ok >= SURE_OK
+            and all(prediction.relative_half_width(key) <= self.trust for key in self.watched)
+        )
+        return prediction if sure else None
+
+
+__all__ = [
+    "NeuralCritic",
+    "Prediction",
+    "SurrogateChain",
+    "TrainingSet",
+    "Trained",
+    "coverage",
+    "default_properties",
+    "r2",
+    "train",
+]
