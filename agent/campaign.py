@@ -82,21 +82,22 @@ class Campaign:
                 f"{self.out} already holds a campaign; add --resume to go on with it, "
                 "or choose another --out"
             )
-        self.store = Store(self.out)
-        if resume:
-            recorded = CampaignConfig.model_validate(self.store.meta("config"))
+        recorded_in = Store(self.out) if resume else None
+        if recorded_in is not None:
+            recorded = CampaignConfig.model_validate(recorded_in.meta("config"))
             if config.lab is not None and recorded.lab is not None:
                 recorded.lab.samples = max(recorded.lab.samples, config.lab.samples)
             config = recorded.model_copy(update={"out": self.out})
+        surrogate = config.screening.surrogate
+        self.learning = (  # loaded and checked before a new campaign writes anything
+            ActiveLearning(surrogate, self.out / "surrogate", config) if surrogate else None
+        )
+        self.store = recorded_in or Store(self.out)
         self.config = config
         self.on_progress = on_progress or (lambda progress: None)
         self.progress = Progress()
         self._shown: Progress | None = None
         self.twin, self.space, self.fixed = config.design()
-        surrogate = config.screening.surrogate
-        self.learning = (
-            ActiveLearning(surrogate, self.out / "surrogate", config) if surrogate else None
-        )
         self.shape = (config.screening.size,) * 3
         if not resume:
             self.store.set_meta(

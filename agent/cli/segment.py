@@ -103,14 +103,14 @@ def train_segmenter(args: argparse.Namespace) -> int:
 
     from poreloop.agent.cli.progress import StatusLine
     from poreloop.instruments.tomography import render
-    from poreloop.twins.critics import segmentation_net
+    from poreloop.twins.critics import segmentation_net, weights
     from poreloop.twins.critics.segmentation import METHODS
     from poreloop.twins.errors import TwinError
     from poreloop.twins.manufacturing import get_twin
     from poreloop.twins.microstructure import Microstructure
 
-    if args.out.suffix != segmentation_net.SUFFIX:
-        raise TwinError(f"--out must be a {segmentation_net.SUFFIX} file, got '{args.out}'")
+    if args.out.suffix != weights.SUFFIX:
+        raise TwinError(f"--out must be a {weights.SUFFIX} file, got '{args.out}'")
     twin = get_twin(args.twin)
     structures = segmentation_net.twin_structures(
         twin, args.structures + HELD_OUT, args.edge, args.seed

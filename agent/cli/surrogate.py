@@ -73,15 +73,15 @@ def train_surrogate(args: argparse.Namespace) -> int:
     from poreloop.agent.cluster import ScreeningPool, connect
     from poreloop.agent.config import ConfigError, SurrogateSettings, load_config
     from poreloop.agent.learning import check_critic, training_set
-    from poreloop.twins.critics import surrogate
+    from poreloop.twins.critics import surrogate, weights
 
     config = load_config(args.config)
     settings = config.screening.surrogate
     out = args.out or (settings.model if settings else None)
     if out is None:
         raise ConfigError(f"{args.config} has no screening.surrogate.model: give --out MODEL.pt")
-    if out.suffix != surrogate.SUFFIX:
-        raise ConfigError(f"the model is written as {surrogate.SUFFIX}, got '{out}'")
+    if out.suffix != weights.SUFFIX:
+        raise ConfigError(f"the model is written as {weights.SUFFIX}, got '{out}'")
     defaults = settings or SurrogateSettings(model=out)
     structures = args.structures or defaults.structures
     status = StatusLine()

@@ -11,7 +11,9 @@ from poreloop.agent.config import CampaignConfig, ConfigError, load_config
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("name", ["electrode.yaml", "quick.yaml", "gdl.yaml"])
+@pytest.mark.parametrize(
+    "name", ["electrode.yaml", "electrode-fast.yaml", "quick.yaml", "gdl.yaml"]
+)
 def test_shipped_configs_load(name: str) -> None:
     config = load_config(CONFIGS / name)
     assert isinstance(config, CampaignConfig)

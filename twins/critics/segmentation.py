@@ -81,7 +81,7 @@ def method_named(method: str) -> Callable[[np.ndarray, int], np.ndarray]:
     """The method called ``method``: one of ``METHODS``, or a trained model's file."""
     if method in METHODS:
         return METHODS[method]
-    from poreloop.twins.critics.segmentation_net import SUFFIX
+    from poreloop.twins.critics.weights import SUFFIX
 
     if method.endswith(SUFFIX):
         return _load_model(method)

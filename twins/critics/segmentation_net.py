@@ -15,20 +15,20 @@ downloaded: ``train`` makes them, ``save`` writes them with what they were train
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from poreloop.twins.critics import weights
 from poreloop.twins.errors import TwinError
 from poreloop.twins.microstructure import Microstructure
 
 FORMAT = 1
 """Version of the saved model file; ``load`` refuses other versions."""
-SUFFIX = ".pt"
+WHAT = "segmentation model"
 MAX_RECIPES = 256
 """Recipes ``twin_structures`` tries before it gives up."""
 DEPTH = 2
@@ -137,35 +137,11 @@ class SegmentationNet:
         return classes if grey.ndim == 3 else classes[:, :, 0]
 
     def save(self, path: str | Path) -> None:
-        import torch
-
-        path = Path(path)
-        if path.suffix != SUFFIX:
-            raise TwinError(f"a segmentation model is saved as {SUFFIX}, got '{path}'")
-        state = {k: v.cpu() for k, v in self.model.state_dict().items()}
-        torch.save({"trained": json.dumps(asdict(self.trained)), "state": state}, path)
+        weights.save(path, WHAT, self.trained, self.model)
 
     @classmethod
     def load(cls, path: str | Path) -> SegmentationNet:
-        import torch
-
-        path = Path(path)
-        if not path.is_file():
-            raise TwinError(f"no segmentation model at '{path}'; train one first")
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            trained = Trained(**json.loads(saved["trained"]))
-        except Exception as error:  # any unreadable file is the same user mistake
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            raise TwinError(
-                f"'{path}' is not a poreloop segmentation model ({type(error).__name__}: {reason})"
-            ) from None
-        if trained.format != FORMAT:
-            raise TwinError(
-                f"'{path}' is a segmentation model of format {trained.format}; this poreloop "
-                f"reads format {FORMAT}: train it again"
-            )
-        return cls(trained, saved["state"])
+        return weights.load(path, WHAT, Trained, FORMAT, cls)
 
 
 def train(

@@ -37,13 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from poreloop.twins.critics import weights
 from poreloop.twins.critics.chain import Chain, ChainResult
 from poreloop.twins.errors import CriticError
 from poreloop.twins.microstructure import Microstructure, Provenance
 
 FORMAT = 1
 """Version of the saved model file; ``load`` refuses other versions."""
-SUFFIX = ".pt"
+WHAT = "neural critic"
 COVERAGE = 0.9
 """What the intervals promise: 90 % of true values inside."""
 Z90 = 1.6448536269514722
@@ -57,6 +58,8 @@ VOXEL_SIZE_RTOL = 0.01
 """A structure whose voxels differ more than this from the training voxels is refused."""
 SURE_OK = 0.9
 """The least probability that the chain scores a structure for ``SurrogateChain`` to answer."""
+LEARNING_RATE = 5e-3
+"""Adam's peak step size (one-cycle schedule)."""
 
 
 # --- training data ---------------------------------------------------------------------------
@@ -185,12 +188,16 @@ class Trained:
 
 def _network(members: int, inputs: int, width: int, outputs: int) -> Any:
     """``members`` CNNs side by side as one grouped network: each sees the one-hot phases, and
-    its head also the phase fractions (exact, so porosity need not be learnt from pooled
-    features) and the coating thickness; each gives ``outputs`` numbers."""
+    its head the pooled features, the phase fractions (exact, so porosity need not be learnt
+    from pooled features) and the coating thickness; each gives ``outputs`` numbers.
+
+    Features are pooled two ways: the mean over the box, and per axis the harmonic mean along
+    it of each slice's mean, as resistances add in series (the slowest slice limits transport
+    along an axis; a plain mean cannot see that)."""
     import torch
     from torch import nn
 
-    m = members
+    m, features = members, 4 * width
 
     class Ensemble(nn.Module):
         def __init__(self) -> None:
@@ -201,26 +208,31 @@ def _network(members: int, inputs: int, width: int, outputs: int) -> Any:
                 nn.SiLU(),
                 nn.Conv3d(m * w, m * 2 * w, 3, stride=2, padding=1, groups=m),
                 nn.SiLU(),
-                nn.Conv3d(m * 2 * w, m * 4 * w, 3, stride=2, padding=1, groups=m),
+                nn.Conv3d(m * 2 * w, m * features, 3, stride=2, padding=1, groups=m),
                 nn.SiLU(),
-                nn.Conv3d(m * 4 * w, m * 4 * w, 3, padding=1, groups=m),
-                nn.SiLU(),
-                nn.AdaptiveAvgPool3d(1),
+                nn.Conv3d(m * features, m * features, 3, padding=1, groups=m),
             )
             self.heads = nn.Sequential(  # 1x1x1 grouped convolutions: one MLP per member
-                nn.Conv3d(m * (4 * w + 1 + inputs), m * 4 * w, 1, groups=m),
+                nn.Conv3d(m * (4 * features + 1 + inputs), m * features, 1, groups=m),
                 nn.SiLU(),
-                nn.Conv3d(m * 4 * w, m * outputs, 1, groups=m),
+                nn.Conv3d(m * features, m * outputs, 1, groups=m),
             )
 
         def forward(self, onehot: torch.Tensor, thickness: torch.Tensor) -> torch.Tensor:
             """(batch, phases, *box), (batch,) → (batch, members, outputs)."""
             batch = onehot.shape[0]
-            features = self.trunk(onehot.repeat(1, m, 1, 1, 1)).view(batch, m, -1)
+            grid = self.trunk(onehot.repeat(1, m, 1, 1, 1))
+            conductance = nn.functional.softplus(grid) + 1e-3
+            pooled = [nn.functional.silu(grid).mean(dim=(2, 3, 4))]
+            for axis in (2, 3, 4):
+                across = tuple(d for d in (2, 3, 4) if d != axis)
+                slices = conductance.mean(dim=across)
+                pooled.append(1 / (1 / slices).mean(dim=2))
+            pooled_ = torch.stack(pooled, dim=2).view(batch, m, -1)
             fractions = onehot.mean(dim=(2, 3, 4))
             context = torch.cat([fractions, thickness.view(batch, 1)], dim=1)
             context = context.view(batch, 1, -1).expand(batch, m, -1)
-            both = torch.cat([features, context], dim=2).view(batch, -1, 1, 1, 1)
+            both = torch.cat([pooled_, context], dim=2).view(batch, -1, 1, 1, 1)
             return self.heads(both).view(batch, m, outputs)
 
     return Ensemble()
@@ -344,36 +356,11 @@ class NeuralCritic:
         ]
 
     def save(self, path: str | Path) -> None:
-        import torch
-
-        path = Path(path)
-        if path.suffix != SUFFIX:
-            raise CriticError(f"a neural critic is saved as {SUFFIX}, got '{path}'")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.cpu() for k, v in self.model.state_dict().items()}
-        torch.save({"trained": json.dumps(asdict(self.trained)), "state": state}, path)
+        weights.save(path, WHAT, self.trained, self.model)
 
     @classmethod
     def load(cls, path: str | Path) -> NeuralCritic:
-        import torch
-
-        path = Path(path)
-        if not path.is_file():
-            raise CriticError(f"no neural critic at '{path}'; train one first")
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            trained = Trained(**json.loads(saved["trained"]))
-        except Exception as error:  # any unreadable file is the same user mistake
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            raise CriticError(
-                f"'{path}' is not a poreloop neural critic ({type(error).__name__}: {reason})"
-            ) from None
-        if trained.format != FORMAT:
-            raise CriticError(
-                f"'{path}' is a neural critic of format {trained.format}; this poreloop reads "
-                f"format {FORMAT}: train it again"
-            )
-        return cls(trained, saved["state"])
+        return weights.load(path, WHAT, Trained, FORMAT, cls)
 
 
 def _thickness(micro: Microstructure, given: float | None) -> float:
@@ -507,9 +494,9 @@ def _fit(
 
     rng = np.random.default_rng(seed)
     members, n = critic.trained.members, len(critic.properties)
-    optimiser = torch.optim.AdamW(critic.model.parameters(), lr=2e-3, weight_decay=1e-4)
+    optimiser = torch.optim.AdamW(critic.model.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)
     steps = epochs * math.ceil(len(rows) / batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, LEARNING_RATE, total_steps=steps)
     critic.model.train()
     started = time.perf_counter()
     for epoch in range(epochs):

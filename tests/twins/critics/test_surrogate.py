@@ -11,7 +11,7 @@ import pytest
 from poreloop.agent.cli import main
 from poreloop.twins.critics import surrogate
 from poreloop.twins.critics.chain import get_chain
-from poreloop.twins.errors import CriticError
+from poreloop.twins.errors import CriticError, TwinError
 from poreloop.twins.manufacturing.electrode import ElectrodeTwin
 from poreloop.twins.microstructure import Microstructure
 
@@ -110,7 +110,7 @@ def test_a_file_that_is_not_a_critic_is_refused_in_one_line(tmp_path, content, m
     path = tmp_path / "critic.pt"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(CriticError, match=message):
+    with pytest.raises(TwinError, match=message):
         surrogate.NeuralCritic.load(path)
 
 
