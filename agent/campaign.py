@@ -4,7 +4,9 @@ Each iteration:
 
 1. propose   the planner asks for a screening batch (at the twin fidelity);
 2. screen    twins generate the structures and critic chains score them on Ray; the scores
-             are told to the planner at fidelity ``twin``;
+             are told to the planner at fidelity ``twin``; with ``screening.surrogate`` a
+             neural critic answers where it is sure, and the physics chain's answers teach it
+             (``agent.learning``);
 3. select    the planner's acquisition at the lab fidelity picks ``k`` recipes (a batch, so
              they differ; never one already pending or measured);
 4. lab       the samples go robot → inspector → tomograph (→ segmented, scored by the

@@ -12,6 +12,7 @@ written to the run folder with the seeds and package versions (``CampaignConfig.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -322,7 +323,7 @@ def load_config(path: str | Path, **overrides: Any) -> CampaignConfig:
     screening = data.get("screening")
     surrogate = screening.get("surrogate") if isinstance(screening, dict) else None
     if isinstance(surrogate, dict) and isinstance(surrogate.get("model"), str):
-        surrogate["model"] = str(path.parent / surrogate["model"])
+        surrogate["model"] = os.path.normpath(path.parent / surrogate["model"])
     try:
         config = CampaignConfig.model_validate(data)
     except ValidationError as error:
