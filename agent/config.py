@@ -80,6 +80,12 @@ class SurrogateSettings(_Strict):
         gt=0,
         description="the widest 90 % interval, as a fraction of the value, it may answer with",
     )
+    audit: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="share of its sure answers the physics chain checks (and it learns from)",
+    )
     retrain_every: int = Field(
         default=32,
         ge=0,

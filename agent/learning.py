@@ -13,7 +13,7 @@ The training set and every refined critic are kept under ``OUT/surrogate/`` (``t
 
 from __future__ import annotations
 
-import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +25,8 @@ from poreloop.agent.config import CampaignConfig, ConfigError, SurrogateSettings
 
 if TYPE_CHECKING:
     from poreloop.agent.cluster import Job, ScreeningPool, ScreenResult
+    from poreloop.twins.critics.chain import ChainResult
     from poreloop.twins.critics.surrogate import NeuralCritic, TrainingSet
-
-log = logging.getLogger("poreloop.learning")
 
 TRAINING_SEED = 7919
 """Mixed into the seeds of training recipes, so they are not the campaign's own."""
@@ -112,6 +111,7 @@ class ActiveLearning:
                 "model": str(self.model),
                 "trust": self.settings.trust,
                 "watch": self.watch,
+                "audit": self.settings.audit,
             }
         }
 
@@ -138,6 +138,13 @@ class ActiveLearning:
             self.data.save(partial)
             os.replace(partial, self.folder / self.DATA)
         line = f"the neural critic answered {answered} of {len(results)}"
+        audits = [r.result for r in taught if r.result and r.result.diagnostics.get("audit")]
+        if audits:
+            inside = sum(_inside(result, self.watch) for result in audits)
+            line += (
+                f"; physics checked {len(audits)} of its sure answers: {inside} within their "
+                "90 % intervals"
+            )
         new = len(self.data) - self.critic.trained.examples
         every = self.settings.retrain_every
         if not every or new < every:
@@ -154,3 +161,11 @@ class ActiveLearning:
         self.critic, self.model = critic, path
         pool.rebuild_chains(**self.chain_options)
         return f"{line}; refined it on {len(self.data)} structures ({new} new)"
+
+
+def _inside(result: ChainResult, keys: Sequence[str]) -> bool:
+    """Whether physics found every one of ``keys`` within the interval the critic gave."""
+    found, said = result.properties, result.diagnostics
+    return all(
+        said[f"{key}_low"] <= found.get(key, math.nan) <= said[f"{key}_high"] for key in keys
+    )

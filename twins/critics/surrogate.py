@@ -363,6 +363,12 @@ class NeuralCritic:
         return weights.load(path, WHAT, Trained, FORMAT, cls)
 
 
+def _share(micro: Microstructure) -> float:
+    """A number in [0, 1) fixed by the structure's voxels: which structures are audited."""
+    digest = hashlib.sha256(micro.labels.tobytes()).digest()
+    return int.from_bytes(digest[4:8], "big") / 2**32  # bytes apart from ``held_out``'s
+
+
 def _thickness(micro: Microstructure, given: float | None) -> float:
     if given is not None:
         return float(given)
@@ -588,8 +594,15 @@ class SurrogateChain:
     ``trust`` of the mean, the structure like those it learnt from) its answer stands;
     elsewhere the physics chain scores the structure.
 
-    An answer's diagnostics say who gave it: ``surrogate`` 1 or 0, and for the critic's
-    answers ``p_ok`` and each property's 90 % interval (``<key>_low``, ``<key>_high``).
+    The intervals are calibrated on structures like the training ones; a campaign's planner
+    soon proposes others. So an ``audit`` share of the sure answers (chosen by a hash of the
+    structure) is scored by physics as well, and the physics answer is returned with what the
+    critic had said: whether the truth falls inside its intervals shows whether its trust
+    still holds where the campaign now looks.
+
+    An answer's diagnostics say who gave it: ``surrogate`` 1 or 0; for the critic's answers
+    ``p_ok`` and each property's 90 % interval (``<key>_low``, ``<key>_high``); for an audited
+    one ``audit`` 1 and the watched properties' intervals.
     """
 
     physics: Chain
@@ -597,6 +610,8 @@ class SurrogateChain:
     trust: float = 0.05
     watch: tuple[str, ...] = ()
     """Properties the critic must be sure of; empty: the chain's objectives (else all)."""
+    audit: float = 0.0
+    """Share of the sure answers also scored by physics."""
 
     def __post_init__(self) -> None:
         t = self.critic.trained
@@ -609,13 +624,20 @@ class SurrogateChain:
             raise CriticError(f"the neural critic does not predict {unknown}")
         if not self.trust > 0:
             raise CriticError(f"trust must be a positive fraction, got {self.trust}")
+        if not 0 <= self.audit <= 1:
+            raise CriticError(f"audit must be a fraction in [0, 1], got {self.audit}")
 
     @classmethod
     def open(
-        cls, physics: Chain, model: str | Path, trust: float = 0.05, watch: Sequence[str] = ()
+        cls,
+        physics: Chain,
+        model: str | Path,
+        trust: float = 0.05,
+        watch: Sequence[str] = (),
+        audit: float = 0.0,
     ) -> SurrogateChain:
         """``physics`` answered for by the neural critic saved at ``model``."""
-        return cls(physics, NeuralCritic.load(model), trust, tuple(watch))
+        return cls(physics, NeuralCritic.load(model), trust, tuple(watch), audit)
 
     @property
     def name(self) -> str:
@@ -632,20 +654,23 @@ class SurrogateChain:
     def evaluate(self, micro: Microstructure, thickness_um: float | None = None) -> ChainResult:
         start = time.perf_counter()
         prediction = self._sure(micro, thickness_um)
-        if prediction is None:
+        intervals = {}
+        if prediction is not None:
+            intervals = {f"{key}_low": prediction.low[key] for key in prediction.mean}
+            intervals |= {f"{key}_high": prediction.high[key] for key in prediction.mean}
+        if prediction is None or _share(micro) < self.audit:
             result = self.physics.evaluate(micro, thickness_um)
             diagnostics = {**result.diagnostics, "surrogate": 0.0}
+            if prediction is not None:
+                watched = {k for key in self.watched for k in (f"{key}_low", f"{key}_high")}
+                diagnostics |= {"audit": 1.0} | {k: intervals[k] for k in sorted(watched)}
             return result.model_copy(update={"diagnostics": diagnostics})
         properties = {"thickness_um": _thickness(micro, thickness_um), **prediction.mean}
-        diagnostics = {"surrogate": 1.0, "p_ok": prediction.p_ok}
-        for key in prediction.mean:
-            diagnostics[f"{key}_low"] = prediction.low[key]
-            diagnostics[f"{key}_high"] = prediction.high[key]
         return ChainResult(
             chain=self.physics.name,
             properties=properties,
             objectives={k: properties[k] for k in self.physics.objectives if k in properties},
-            diagnostics=diagnostics,
+            diagnostics={"surrogate": 1.0, "p_ok": prediction.p_ok, **intervals},
             timings_s={"surrogate": time.perf_counter() - start},
             voxel_size_um=micro.voxel_size_um,
             shape=micro.shape,

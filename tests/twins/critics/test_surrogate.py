@@ -130,6 +130,14 @@ def test_the_chain_answers_where_sure_and_asks_physics_elsewhere(critic, test_se
     assert answer.properties["tau_pore_z"] == prediction.mean["tau_pore_z"]
     low, high = answer.diagnostics["tau_pore_z_low"], answer.diagnostics["tau_pore_z_high"]
     assert low < prediction.mean["tau_pore_z"] < high
+    audited = surrogate.SurrogateChain(physics, critic, 1e9, ("tau_pore_z",), audit=1.0)
+    checked = audited.evaluate(micro, thickness)
+    assert checked.properties == deferred.properties  # physics answers an audited structure
+    assert checked.diagnostics["audit"] == 1.0 and checked.diagnostics["surrogate"] == 0.0
+    assert (checked.diagnostics["tau_pore_z_low"], checked.diagnostics["tau_pore_z_high"]) == (
+        low,
+        high,
+    )
     with pytest.raises(CriticError, match=r"does not predict \['energy_density_wh_l_1c'\]"):
         surrogate.SurrogateChain(physics, critic, watch=("energy_density_wh_l_1c",))
 
