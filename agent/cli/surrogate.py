@@ -125,10 +125,10 @@ def train_surrogate(args: argparse.Namespace) -> int:
     width = max(map(len, critic.properties))
     print(f"{'property':<{width}}  R^2 (held out)  90% coverage")
     for key in critic.properties:
-        truth = data.column(key)[rows]
+        scored = data.column(key)[rows]
         print(
-            f"{key:<{width}}  {surrogate.r2(truth, [p.mean[key] for p in predictions], key):14.3f}"
-            f"  {surrogate.coverage(truth, predictions, key):12.2f}"
+            f"{key:<{width}}  {surrogate.r2(scored, [p.mean[key] for p in predictions], key):14.3f}"
+            f"  {surrogate.coverage(scored, predictions, key):12.2f}"
         )
     return 0
 
