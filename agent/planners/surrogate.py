@@ -137,6 +137,24 @@ converged value for the objective (10 s to converge) and 4 % for the success GP,
 labels L-BFGS otherwise crawls along for 7,600 steps (73 s)."""
 
 
+MAX_OBSERVATIONS = 1024
+"""The most observations a GP is fitted to: an exact GP costs n³, and a campaign that screens
+thousands of recipes (a neural critic answering most) would spend minutes an iteration on it."""
+
+
+def _fitted(planner: Planner) -> list[Observation]:
+    """What the GPs are fitted to: every observation, or, beyond ``MAX_OBSERVATIONS``, every one
+    at the target fidelity and the newest of the others (they come from the latest calibrated
+    twin and lie where the planner now looks)."""
+    observations = list(planner.observations)
+    if len(observations) <= MAX_OBSERVATIONS:
+        return observations
+    target = planner.target_fidelity
+    kept = [o for o in observations if o.fidelity in (None, target)]
+    cheap = [o for o in observations if o.fidelity not in (None, target)]
+    return kept + cheap[len(cheap) - max(MAX_OBSERVATIONS - len(kept), 0) :]
+
+
 @dataclass
 class Surrogate:
     """GPs of a planner's outcomes, in ``outcome_names`` order, then (once a sample failed) one
@@ -155,7 +173,7 @@ class Surrogate:
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
         encoding = Encoding(planner.space, list(planner.fidelities))
-        observations = planner.observations
+        observations = _fitted(planner)
         models = []
         for name in planner.outcome_names:
             seen = [o for o in observations if name in o.values]

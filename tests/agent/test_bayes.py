@@ -186,3 +186,19 @@ def test_choose_fidelity_needs_fidelities() -> None:
     planner = make_planner("bayes", SQUARE, {"y": "max"})
     with pytest.raises(PlannerError, match="needs fidelities"):
         planner.choose_fidelity([{"x0": 0.1, "x1": 0.2}])
+
+
+def test_beyond_its_cap_the_gp_keeps_every_lab_result_and_the_newest_twin_scores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from poreloop.agent.planners import surrogate
+
+    monkeypatch.setattr(surrogate, "MAX_OBSERVATIONS", 10)
+    planner = make_planner("bayes", SQUARE, {"y": "max"}, fidelities={"twin": 1, "lab": 20})
+    recipes = SQUARE.sample(16, seed=1)
+    planner.tell(recipes[:3], [{"y": 1.0, "fidelity": "lab"}] * 3)
+    planner.tell(recipes[3:], [{"y": float(i), "fidelity": "twin"} for i in range(13)])
+    fitted = surrogate._fitted(planner)
+    assert [o.fidelity for o in fitted] == ["lab"] * 3 + ["twin"] * 7
+    assert [o.values["y"] for o in fitted[3:]] == [6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0]
+    assert planner.surrogate().predict(recipes[:2])["y"].shape == (2,)
