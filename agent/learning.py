@@ -117,7 +117,7 @@ class ActiveLearning:
 
     def learn(self, pool: ScreeningPool, results: Sequence[ScreenResult]) -> str:
         """Add the physics chain's answers among ``results`` to the training set, refine the
-        critic when enough are new; a line saying what happened (empty when nothing did)."""
+        critic when enough are new; a line saying what happened, for the journal."""
         from poreloop.twins.critics.surrogate import train
 
         taught = [
