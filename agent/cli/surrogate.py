@@ -49,7 +49,8 @@ def register(commands: argparse._SubParsersAction) -> None:
             "Predict every property MODEL learnt for a .tif/.npz structure, with its 90 % "
             "interval and the probability that the physics chain would score it. A structure "
             "unlike the training structures (other phases, box, voxel size) is refused. Exit "
-            "status 0; 2 on a usage error, a file that cannot be read or a refused structure."
+            "status 0; 1 when a prediction is not a finite number; 2 on a usage error, a file "
+            "that cannot be read or a refused structure."
         ),
     )
     evaluate.add_argument("model", type=Path, metavar="MODEL", help="a neural critic (.pt)")

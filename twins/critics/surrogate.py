@@ -31,11 +31,12 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from poreloop.twins.critics import weights
 from poreloop.twins.critics.chain import Chain, ChainResult
@@ -60,6 +61,8 @@ SURE_OK = 0.9
 """The least probability that the chain scores a structure for ``SurrogateChain`` to answer."""
 LEARNING_RATE = 5e-3
 """Adam's peak step size (one-cycle schedule)."""
+LOG_VARIANCE = (-12.0, 6.0)
+"""Bounds on a member's predicted log-variance (standardised units), in training and use."""
 
 
 # --- training data ---------------------------------------------------------------------------
@@ -314,7 +317,8 @@ class NeuralCritic:
         with torch.no_grad():
             out = self.model(*self._inputs(labels, thickness_um)).double().cpu().numpy()
         n = len(self.properties)
-        return out[:, :, :n], np.exp(np.clip(out[:, :, n : 2 * n], -12, 6)), out[:, :, -1]
+        variances = np.exp(np.clip(out[:, :, n : 2 * n], *LOG_VARIANCE))
+        return out[:, :, :n], variances, out[:, :, -1]
 
     def _mixture(
         self, labels: Sequence[np.ndarray], thickness_um: Sequence[float]
@@ -324,7 +328,7 @@ class NeuralCritic:
         means, variances, logits = self._raw(labels, thickness_um)
         mean = means.mean(1)
         variance = (variances + means**2).mean(1) - mean**2
-        p_ok = (1 / (1 + np.exp(-logits))).mean(1)
+        p_ok = expit(logits).mean(1)
         return mean, np.sqrt(np.maximum(variance, 1e-12)), p_ok
 
     def _to_values(self, z: np.ndarray) -> np.ndarray:
@@ -462,7 +466,11 @@ def train(
         log_scaled=log_scaled,
         center=center.tolist(),
         scale=scale.tolist(),
-        thickness_um=[float(np.nanmin(thickness)), float(np.nanmax(thickness))],
+        thickness_um=(  # the inputs ``start``'s weights learnt
+            start.trained.thickness_um
+            if start
+            else [float(np.nanmin(thickness)), float(np.nanmax(thickness))]
+        ),
         interval_scale=[1.0] * len(properties),
         members=start.trained.members if start else members,
         width=start.trained.width if start else width,
@@ -513,7 +521,7 @@ def _fit(
             if flips:
                 onehot = onehot.flip(flips)
             out = critic.model(onehot, context)
-            mean, log_var = out[:, :, :n], out[:, :, n : 2 * n].clamp(-12, 6)
+            mean, log_var = out[:, :, :n], out[:, :, n : 2 * n].clamp(*LOG_VARIANCE)
             target = z[chunk].unsqueeze(1).expand(-1, members, -1)
             known = torch.isfinite(target)
             nll = 0.5 * (log_var + (target.nan_to_num() - mean) ** 2 / log_var.exp())
@@ -540,7 +548,7 @@ def _fit(
 def _calibrated(
     critic: NeuralCritic, data: TrainingSet, thickness: np.ndarray, z: np.ndarray, rows: np.ndarray
 ) -> NeuralCritic:
-    """The critic with each property's interval scale set so that its ±Z90·σ intervals hold
+    """``critic`` with each property's interval scale set so that its ±Z90·σ intervals hold
     the ``rows`` (never trained on) at the conformal quantile: a 90 % coverage guarantee for
     new structures from the same distribution."""
     mean, sd, _ = critic._mixture([data.labels[i] for i in rows], thickness[rows])
@@ -550,10 +558,8 @@ def _calibrated(
         known = np.sort(column[np.isfinite(column)])
         rank = min(math.ceil((len(known) + 1) * COVERAGE), len(known))
         factors.append(float(known[rank - 1]) if len(known) else 1.0)
-    trained = Trained(**{**asdict(critic.trained), "interval_scale": factors})
-    calibrated = NeuralCritic(trained)
-    calibrated.model.load_state_dict(critic.model.state_dict())
-    return calibrated
+    critic.trained = replace(critic.trained, interval_scale=factors)
+    return critic
 
 
 def _learnable(truth: Sequence[float], key: str) -> np.ndarray:
