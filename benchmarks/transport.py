@@ -1,16 +1,18 @@
-"""Pore tortuosity beside TauFactor; time of the critic chains and of one cell-model evaluation.
+"""Pore tortuosity beside TauFactor; Stokes permeability; time of the critic chains and of one
+cell-model evaluation.
 
 The pore-phase tortuosity factor of PoreSpy structures (blobs of three porosities and two
 blobinesses, polydisperse spheres) and of our twins' pore spaces, along z (through the
 thickness), from our solver (``twins.critics.tortuosity``) and from TauFactor's ``Solver`` on
-the CPU, each at its own default tolerance and again at a shared one, in the same process; then
-the time
-of each stage of the electrode, GDL and SOFC-anode chains, and of the PyBaMM cell model
-(build, first and later evaluations) on the electrode properties the chain found.
+the CPU, each at its own default tolerance and again at a shared one, in the same process; the
+peak memory of each; the time of our Stokes permeability solve; then the time of each stage of
+the electrode, GDL and SOFC-anode chains, and of the PyBaMM cell model (build, first and later
+evaluations) on the electrode properties the chain found.
 
     .venv/bin/python -m benchmarks.transport [--sizes 64 128 256] [--structures NAME ...]
         [--backends torch numpy] [--rtol 1e-3] [--repeats N] [--peer-max-size 128] [--chain-sizes 64 128] [--chain-max-size CHAIN=EDGE ...]
-        [--memory-structures NAME ...] [--memory-sizes 128 256] [--evaluations 5] [--json PATH]
+        [--memory-structures NAME ...] [--memory-sizes 128 256] [--flow-structures NAME ...]
+        [--flow-sizes 64 128] [--evaluations 5] [--json PATH]
 
 from the repository root. The tables go to stdout, progress to stderr, and the results as JSON
 to PATH (default runs/benchmarks/transport.json) for a later run to be compared with.
@@ -50,6 +52,7 @@ from poreloop.twins.critics import tortuosity
 from poreloop.twins.critics.arrays import BACKENDS
 from poreloop.twins.critics.cell import CellModel, c_rate_tag
 from poreloop.twins.critics.chain import AXES, ChainResult, cell_properties, get_chain
+from poreloop.twins.critics.flow import permeability
 from poreloop.twins.manufacturing import get_twin
 
 SEED = 0
@@ -64,6 +67,8 @@ TARGET_SIZE = 128
 TARGET_DIFFERENCE = 0.01
 TARGET_SPEEDUP = 3.0
 """At 128³ our τ within 1 % of TauFactor's and our solver at least 3x faster."""
+TARGET_FLOW_S = 20.0
+"""At 128³ one Stokes solve in under 20 s."""
 
 CHAINS = {"electrode": "li_ion_electrode", "gdl": "gdl", "sofc_anode": "sofc_anode"}
 """Chain → the twin whose default recipe it scores."""
@@ -295,6 +300,42 @@ def transport_verdict(row: TransportRow) -> str:
 
 
 @dataclass
+class FlowRow:
+    """One Stokes permeability solve of one structure at one size."""
+
+    structure: str
+    size: str
+    porosity: float
+    k_vox: float | None = None
+    iterations: int | None = None
+    seconds: float | None = None
+    target: str = ""
+    note: str = ""
+
+
+def bench_flow(structures: list[str], sizes: list[int], rtol: float) -> list[FlowRow]:
+    """Our Stokes permeability along z at ``rtol``, timed once per structure and size after a
+    warm-up (no peer: TauFactor and PoreSpy solve no Stokes flow)."""
+    rows = []
+    for name in structures:
+        make = STRUCTURES[name]
+        log(f"{name}: Stokes warm-up at {WARM_UP_SIZE}^3")
+        permeability(make(WARM_UP_SIZE), 1.0, AXIS, rtol=rtol)
+        for size in sizes:
+            pore = make(size)
+            row = FlowRow(name, f"{size}^3", float(pore.mean()))
+            log(f"{name}: Stokes at {size}^3")
+            result = permeability(pore, 1.0, AXIS, rtol=rtol)
+            row.k_vox, row.iterations, row.seconds = result.k_um2, result.iterations, result.seconds
+            if not result.converged:
+                row.note = f"not converged (residual {result.residual:.1e})"
+            if size == TARGET_SIZE:
+                row.target = verdict(result.converged and result.seconds < TARGET_FLOW_S)
+            rows.append(row)
+    return rows
+
+
+@dataclass
 class ChainRow:
     """One chain on its twin's default structure at one size."""
 
@@ -397,12 +438,16 @@ TRANSPORT_COLUMNS = (
     "note",
 )
 MEMORY_COLUMNS = ("structure", "size", "backend", "ours_MiB", "TF_MiB", "note")
+FLOW_COLUMNS = ("structure", "size", "porosity", "k/h^2", "iter", "seconds", "target", "note")
 CHAIN_COLUMNS = ("chain", "size", "total_s", "ok", "stages_s")
 CELL_COLUMNS = ("size", "C-rates", "build_s", "first_s", "median_s", "n", "note")
 RIGHT = {
     "size",
     "ours_MiB",
     "TF_MiB",
+    "k/h^2",
+    "iter",
+    "seconds",
     "porosity",
     "tau_ours",
     "tau_TF",
@@ -453,6 +498,19 @@ def memory_cells(row: MemoryRow) -> tuple[str, ...]:
         row.backend,
         number(row.ours_mib, 0),
         number(row.taufactor_mib, 0),
+        row.note,
+    )
+
+
+def flow_cells(row: FlowRow) -> tuple[str, ...]:
+    return (
+        row.structure,
+        row.size,
+        number(row.porosity, 3),
+        "-" if row.k_vox is None else f"{row.k_vox:.5g}",
+        _count(row.iterations),
+        number(row.seconds, 2),
+        row.target,
         row.note,
     )
 
@@ -535,6 +593,15 @@ def main(argv: list[str] | None = None) -> None:
         help="families whose peak memory per solve is measured (each solve in a child process)",
     )
     parser.add_argument("--memory-sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument(
+        "--flow-structures",
+        nargs="*",
+        choices=list(STRUCTURES),
+        default=["gdl", "polydisperse_spheres"],
+        metavar="NAME",
+        help="families whose Stokes permeability is timed (none: skip)",
+    )
+    parser.add_argument("--flow-sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--chain-sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument(
         "--chain-max-size",
@@ -580,6 +647,9 @@ def main(argv: list[str] | None = None) -> None:
         "before the solve, minus VmRSS before it), each solver alone in a child process after "
         f"a 64^3 warm-up (so torch's thread pool exists), median of {MEMORY_RUNS} runs; "
         "TauFactor at its own default tolerance; host memory only",
+        f"Stokes: Darcy permeability along z (axis {AXIS}) at our rtol, voxel edge h = 1, slip "
+        "sides; MINRES iterations; one timed solve after a warm-up at "
+        f"{WARM_UP_SIZE}^3; target: under {TARGET_FLOW_S:g} s at {TARGET_SIZE}^3",
         "chains: default recipe of each chain's twin ("
         + ", ".join(f"{chain}: {twin}" for chain, twin in CHAINS.items())
         + f"), one wall-time evaluation per size after a warm-up at {WARM_UP_SIZE}^3 (the "
@@ -602,6 +672,8 @@ def main(argv: list[str] | None = None) -> None:
         args.peer_max_size,
     )
 
+    flow = bench_flow(args.flow_structures, sorted(set(args.flow_sizes)), args.rtol)
+
     chains: list[ChainRow] = []
     results: dict[str, dict[int, ChainResult]] = {}
     for name in CHAINS:
@@ -619,11 +691,18 @@ def main(argv: list[str] | None = None) -> None:
             "pore tortuosity: ours beside TauFactor",
         ),
         (MEMORY_COLUMNS, map(memory_cells, memory), "peak memory per solve"),
+        (FLOW_COLUMNS, map(flow_cells, flow), "Stokes permeability (ours; no peer solves it)"),
         (CHAIN_COLUMNS, map(chain_cells, chains), "critic chains"),
         (CELL_COLUMNS, map(cell_cells, cell), "cell model (PyBaMM) evaluation"),
     ):
         print_table(columns, list(cells), RIGHT, group=1, title=f"# {title}")
-    tables = {"transport": transport, "memory": memory, "chains": chains, "cell": cell}
+    tables = {
+        "transport": transport,
+        "memory": memory,
+        "flow": flow,
+        "chains": chains,
+        "cell": cell,
+    }
     write_json(args, header, notes, tables)
 
 
