@@ -29,7 +29,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from poreloop.agent.config import CampaignConfig, ConfigError, LabSettings
 from poreloop.agent.lab import LabPipeline
 from poreloop.agent.learning import ActiveLearning
 from poreloop.agent.store import FINAL, Store
+from poreloop.twins.errors import CriticError
 
 log = logging.getLogger("poreloop.campaign")
 
@@ -94,6 +95,7 @@ class Campaign:
         self.learning = (  # loaded and checked before a new campaign writes anything
             ActiveLearning(surrogate, self.out / "surrogate", config) if surrogate else None
         )
+        self.lifetime = config.lab.cycle_life.model() if config.lab is not None else None
         self.store = recorded_in or Store(self.out)
         self.config = config
         self.on_progress = on_progress or (lambda progress: None)
@@ -439,15 +441,35 @@ class Campaign:
         )
 
     def _cycle_life(self) -> None:
-        """Cycle-life tests of the best ``lab.cycle_life.top`` measured samples."""
+        """Cycle-life tests of the best ``lab.cycle_life.top`` measured samples, and their
+        lives predicted where a lifetime model is set."""
         if self.lab is None or self.lab_settings.cycle_life.top == 0:
             return
         from poreloop.agent.report import ranked
 
         settings = self.lab_settings.cycle_life
         for sample in ranked(self.store.samples(), self.config.objectives)[: settings.top]:
-            if "cycle_life" not in sample["results"]:
-                self.lab.cycle_life(sample["id"], settings.cycles, settings.c_rate)
+            fade = sample["results"].get("cycle_life") or self.lab.cycle_life(
+                sample["id"], settings.cycles, settings.c_rate
+            )
+            if fade is not None and self.lifetime is not None and "life" not in sample["results"]:
+                self._predict_life(sample["id"], fade)
+
+    def _predict_life(self, sample: int, fade: dict[str, Any]) -> None:
+        """Cycles to 80 % from a sample's early cycles; none recorded when the test cannot be
+        read (the life stays unknown)."""
+        assert self.lifetime is not None
+        try:
+            life = self.lifetime.predict(fade)
+        except CriticError as error:
+            self.store.log("lifetime", f"sample {sample}: no prediction: {error}")
+            return
+        self.store.update_sample(sample, "measured", {"life": asdict(life)})
+        self.store.log(
+            "lifetime",
+            f"sample {sample}: {life.cycles:.0f} cycles to 80 % "
+            f"(90 % in {life.low:.0f}-{life.high:.0f}) from its first {self.lifetime.early_cycles}",
+        )
 
     def _check_twin_against_lab(self) -> None:
         """The twin's predictions of every measured sample, with neutral offsets and with the

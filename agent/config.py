@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,9 @@ from pydantic import (
 from poreloop.agent.errors import AgentError
 from poreloop.registry import did_you_mean
 from poreloop.twins.errors import TwinError
+
+if TYPE_CHECKING:
+    from poreloop.twins.critics.lifetime import LifetimeModel
 
 RESOLUTION = "voxel_size_um"
 """The twin parameter that is a resolution: set by ``screening.voxel_size_um``, never free."""
@@ -128,6 +131,29 @@ class CycleLifeConfig(_Strict):
     top: int = Field(default=0, ge=0, description="cycle-life test the best N lab samples")
     cycles: PositiveInt = 500
     c_rate: float = Field(default=1.0, gt=0)
+    lifetime: Path | None = Field(
+        default=None,
+        description="a lifetime model (`poreloop lifetime train`) that predicts each tested "
+        "sample's cycles to 80 % from its first cycles; cycles must then be its early cycles",
+    )
+
+    def model(self) -> LifetimeModel | None:
+        """The lifetime model, loaded and checked against ``cycles`` (a ConfigError if not)."""
+        if self.lifetime is None:
+            return None
+        from poreloop.twins.critics.lifetime import LifetimeModel
+        from poreloop.twins.errors import CriticError
+
+        try:
+            model = LifetimeModel.load(self.lifetime)
+        except CriticError as error:
+            raise ConfigError(f"lab.cycle_life.lifetime: {error}") from None
+        if model.early_cycles != self.cycles:
+            raise ConfigError(
+                f"lab.cycle_life.cycles is {self.cycles} but the lifetime model {self.lifetime} "
+                f"reads the first {model.early_cycles}; set cycles: {model.early_cycles}"
+            )
+        return model
 
 
 class LabSettings(_Strict):
@@ -326,6 +352,9 @@ def load_config(path: str | Path, **overrides: Any) -> CampaignConfig:
     lab = data.get("lab")
     if isinstance(lab, dict) and str(lab.get("segmentation", "")).endswith(".pt"):
         lab["segmentation"] = str(path.parent / lab["segmentation"])  # relative to the config file
+    cycle_life = lab.get("cycle_life") if isinstance(lab, dict) else None
+    if isinstance(cycle_life, dict) and isinstance(cycle_life.get("lifetime"), str):
+        cycle_life["lifetime"] = os.path.normpath(path.parent / cycle_life["lifetime"])
     screening = data.get("screening")
     surrogate = screening.get("surrogate") if isinstance(screening, dict) else None
     if isinstance(surrogate, dict) and isinstance(surrogate.get("model"), str):

@@ -348,20 +348,28 @@ def _top_table(samples: list[dict[str, Any]], objectives: Mapping[str, str], n: 
     rows = []
     for s in measured[:n]:
         scan = s["results"].get("measured_structure", {}).get("properties", {})
-        fade = s["results"].get("cycle_life")
+        fade, life = s["results"].get("cycle_life"), s["results"].get("life")
         retention = (
             f"{fade['capacity_fraction'][-1]:.1%} after {fade['cycles'][-1]}" if fade else None
         )
+        predicted = f"{life['cycles']:.0f} ({life['low']:.0f}-{life['high']:.0f})" if life else None
         rows.append(
             [
                 s["lab_id"],
                 *(_fmt(s["results"]["outcome"][o]) for o in objectives),
                 _fmt(retention),
+                _fmt(predicted),
                 *(_fmt(scan.get(p)) for p in properties),
                 *(_fmt(s["recipe"][p]) for p in parameters),
             ]
         )
-    header = ["sample", *objectives, "capacity kept (cycles)", *(f"scan {p}" for p in properties)]
+    header = [
+        "sample",
+        *objectives,
+        "capacity kept (cycles)",
+        "life to 80 %, predicted (90 %)",
+        *(f"scan {p}" for p in properties),
+    ]
     return _table([*header, *parameters], rows)
 
 

@@ -16,10 +16,19 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import NoReturn
 
-from poreloop.agent.cli import campaign, critic, instrument, lab, segment, surrogate, twin
+from poreloop.agent.cli import (
+    campaign,
+    critic,
+    instrument,
+    lab,
+    lifetime,
+    segment,
+    surrogate,
+    twin,
+)
 
 PROG = "poreloop"
-GROUPS = (campaign, twin, segment, critic, surrogate, instrument, lab)
+GROUPS = (campaign, twin, segment, critic, surrogate, lifetime, instrument, lab)
 """The command groups, in the order ``--help`` lists them; a new group is a module here."""
 
 

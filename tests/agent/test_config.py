@@ -96,3 +96,32 @@ def test_a_missing_or_unreadable_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a mapping of settings, got list"):
         load_config(tmp_path / "list.yaml")
+
+
+def test_a_lifetime_model_is_found_beside_the_config_and_must_read_the_cycles_run(
+    tmp_path: Path,
+) -> None:
+    from poreloop.instruments.sim.cycler import simulated_cells
+    from poreloop.twins.critics.lifetime import LifetimeModel
+
+    LifetimeModel.fit(*simulated_cells(20, 60, seed=0), 60).save(tmp_path / "models" / "life.json")
+    (tmp_path / "lab.yaml").write_text("instruments: []\n")
+    path = tmp_path / "c.yaml"
+    for cycles, problem in ((60, None), (500, "reads the first 60; set cycles: 60")):
+        path.write_text(
+            "objectives: {energy_density_wh_l_1c: max}\n"
+            f"lab: {{simulated: lab.yaml, cycle_life: {{top: 1, cycles: {cycles}, "
+            "lifetime: models/life.json}}\n"
+        )
+        settings = load_config(path).lab
+        assert (
+            settings is not None and settings.cycle_life.lifetime == tmp_path / "models/life.json"
+        )
+        if problem is None:
+            assert settings.cycle_life.model().early_cycles == 60
+        else:
+            with pytest.raises(ConfigError, match=problem):
+                settings.cycle_life.model()
+    (tmp_path / "models" / "life.json").write_text("{}")
+    with pytest.raises(ConfigError, match="lab.cycle_life.lifetime: .*another format"):
+        load_config(path).lab.cycle_life.model()  # type: ignore[union-attr]

@@ -96,6 +96,44 @@ def test_a_quick_campaign_finishes_learns_and_reports(tmp_path: Path, ray_addres
     assert lab["measured"] <= told <= lab["measured"] + lab["failed"]
 
 
+def test_the_best_sample_is_cycled_and_its_life_predicted_from_its_first_cycles(
+    tmp_path: Path, ray_address: str
+) -> None:
+    """``lab.cycle_life`` with a lifetime model: the best measured sample is cycled for the
+    model's early cycles only, and its predicted life is recorded, journalled and reported."""
+    from poreloop.instruments.sim.cycler import simulated_cells
+    from poreloop.twins.critics.lifetime import LifetimeModel
+
+    LifetimeModel.fit(*simulated_cells(40, 100, seed=0), 100).save(tmp_path / "life.json")
+    lab = yaml.safe_load((CONFIGS / "sim-lab.yaml").read_text())
+    (tmp_path / "lab.yaml").write_text(yaml.safe_dump({**lab, "time_scale": 1e-5}))
+    config = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
+    config["iterations"] = 2
+    config["lab"] |= {
+        "simulated": "lab.yaml",
+        "samples": 3,
+        "cycle_life": {"top": 1, "cycles": 100, "c_rate": 2.0, "lifetime": "life.json"},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    out, log = tmp_path / "run", tmp_path / "log.txt"
+    finish(
+        poreloop("run", tmp_path / "c.yaml", "--out", out, ray_address=ray_address, log=log), log
+    )
+    results = [
+        json.loads(r)
+        for (r,) in rows(
+            out / "campaign.sqlite", "SELECT results FROM samples WHERE stage = 'measured'"
+        )
+    ]
+    [tested] = [r for r in results if "cycle_life" in r]
+    assert tested["cycle_life"]["cycles"][-1] == 100 and tested["cycle_life"]["c_rate"] == 2.0
+    life = tested["life"]
+    assert 0 < life["low"] < life["cycles"] < life["high"]
+    events = rows(out / "campaign.sqlite", "SELECT message FROM events WHERE kind = 'lifetime'")
+    assert len(events) == 1 and "cycles to 80 %" in events[0][0]
+    assert "life to 80 %, predicted" in (out / "report.html").read_text()
+
+
 def test_kill_9_mid_dispatch_then_resume_makes_no_sample_twice(
     tmp_path: Path, ray_address: str
 ) -> None:
