@@ -17,16 +17,19 @@ cells aged by the cycler's physics), on fresh cells: the mean absolute percentag
 cycle life predicted from the first 100 cycles against the true life, beside Severson's
 variance model (log life linear in log var ΔQ alone) and a constant predictor.
 
-    .venv/bin/python -m benchmarks.surrogates [--parts critic segmentation lifetime]
+    .venv/bin/python -m benchmarks.surrogates [--parts critic segmentation lifetime generator]
         [--config configs/electrode-fast.yaml] [--critic-structures 320] [--critic-test 80]
         [--epochs 200] [--edge 48] [--train-structures 6] [--test-structures 3] [--steps 2400]
-        [--life-cells 400] [--life-test 200] [--early-cycles 100] [--seed 0] [--json PATH]
+        [--life-cells 400] [--life-test 200] [--early-cycles 100] [--gan-edge 64]
+        [--gan-steps 1500] [--seed 0] [--json PATH]
 
 from the repository root. The table goes to stdout, progress to stderr, the results as JSON to
 PATH (default runs/benchmarks/surrogates.json).
 
-Issue 12 also asks for a learned structure generator; it is not built yet, and this script says
-so rather than print numbers for it.
+Generator: the ``gan`` twin's SliceGAN generator (``twins.manufacturing.gan``) trained on one
+electrode-twin structure, against that image: phase fractions, the two-point correlation of the
+pore (largest deviation per unit porosity, up to a quarter of the edge) and the pore tortuosity
+through the thickness, of realisations as large as the image and twice its edge.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ COVERAGE = (0.85, 0.95)
 """Where the coverage of its 90 % intervals must lie."""
 SPEEDUP = 100.0
 """How many times faster than the physics chain the ensemble must be."""
-NOT_BUILT = ("learned structure generator (GAN twin)",)
+TARGET_GENERATOR = {"porosity": 0.02, "tau": 0.10}
+"""Generated porosity within 0.02 of the image's, τ within 10 %."""
 TARGET_LIFE_ERROR = 0.15
 """Mean absolute percentage error of the life predicted from the first 100 cycles."""
 RATE_BANDS = ((0.5, 1.0), (1.0, 2.0), (2.0, 3.0))
@@ -368,7 +372,7 @@ def bench_lifetime(
     train_cells: int, test_cells: int, early_cycles: int, seed: int
 ) -> tuple[list[LifetimeRow], list[str]]:
     """The lifetime model, Severson's variance model and a constant on fresh simulated cells."""
-    from poreloop.instruments.sim.cycler import simulated_cells
+    from poreloop.instruments.aging import simulated_cells
     from poreloop.twins.critics.lifetime import (
         LifetimeModel,
         features,
@@ -426,6 +430,87 @@ def bench_lifetime(
     return rows, notes
 
 
+@dataclass
+class GeneratorRow:
+    """The training image, or the mean over realisations of one size."""
+
+    volume: str
+    count: int
+    fractions: list[float]
+    s2_error: float | None
+    tau: float
+    target: str = ""
+
+
+def bench_generator(edge: int, steps: int, seed: int) -> tuple[list[GeneratorRow], list[str]]:
+    """Train on one electrode-twin structure; judge realisations of its size and of twice it."""
+    from poreloop.twins.critics.morphology import two_point_correlation
+    from poreloop.twins.manufacturing.gan import train
+
+    image = get_twin(TWIN).generate(shape=(edge,) * 3, seed=seed)
+    ids = sorted(image.phases)
+    log(f"generator: training {steps} steps on a {edge}^3 {TWIN} structure")
+    generator = train(image, steps=steps, seed=seed)
+    r_max = edge // 4
+
+    def judged(labels: np.ndarray) -> tuple[list[float], np.ndarray, float]:
+        pore = labels == 0
+        fractions = [float(np.mean(labels == i)) for i in ids]
+        return (
+            fractions,
+            two_point_correlation(pore, r_max, periodic=False),
+            tortuosity(pore, AXIS).tau,
+        )
+
+    fractions, s2, tau = judged(image.labels)
+    rows = [GeneratorRow(f"training image {edge}^3", 1, fractions, None, tau)]
+    rng = np.random.default_rng(seed + 1)
+    for size, count in ((edge, 4), (2 * edge, 1)):
+        log(f"generator: {count} realisations at {size}^3")
+        made = [judged(ids_of(generator.realise((size,) * 3, rng), ids)) for _ in range(count)]
+        row = GeneratorRow(
+            f"generated {size}^3",
+            count,
+            np.mean([m[0] for m in made], axis=0).tolist(),
+            float(np.mean([np.abs(m[1] - s2).max() / s2[0, 0] for m in made])),
+            float(np.mean([m[2] for m in made])),
+        )
+        met = (
+            abs(row.fractions[0] - fractions[0]) <= TARGET_GENERATOR["porosity"]
+            and abs(row.tau / tau - 1) <= TARGET_GENERATOR["tau"]
+        )
+        row.target = verdict(met)
+        rows.append(row)
+    notes = [
+        f"generator: SliceGAN trained {steps} steps ({generator.trained.seconds:.0f} s on this "
+        f"machine) on one {edge}^3 {TWIN} structure (seed {seed}; phases "
+        f"{', '.join(image.phases[i] for i in ids)}); fractions per phase; S2_err: max over "
+        f"axes and r <= {r_max} of |S2_gen - S2_image| / porosity, pore phase; tau: pore "
+        f"tortuosity along z; target: porosity within {TARGET_GENERATOR['porosity']:g} and tau "
+        f"within {100 * TARGET_GENERATOR['tau']:g} % of the image's",
+    ]
+    return rows, notes
+
+
+def ids_of(phases: np.ndarray, ids: list[int]) -> np.ndarray:
+    """Phase indices (0 … n - 1) as the image's phase ids."""
+    return np.asarray(ids, dtype=np.uint8)[phases]
+
+
+GENERATOR_COLUMNS = ("volume", "n", "fractions", "S2_err", "tau_pore_z", "target")
+
+
+def generator_cells(row: GeneratorRow) -> tuple[str, ...]:
+    return (
+        row.volume,
+        str(row.count),
+        " ".join(f"{f:.3f}" for f in row.fractions),
+        number(row.s2_error, 3),
+        f"{row.tau:.3f}",
+        row.target,
+    )
+
+
 LIFETIME_COLUMNS = (
     "method",
     "error_%",
@@ -450,8 +535,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--parts",
         nargs="+",
-        choices=("critic", "segmentation", "lifetime"),
-        default=["critic", "segmentation", "lifetime"],
+        choices=("critic", "segmentation", "lifetime", "generator"),
+        default=["critic", "segmentation", "lifetime", "generator"],
     )
     parser.add_argument("--config", default="configs/electrode-fast.yaml", help="campaign YAML")
     parser.add_argument("--critic-structures", type=int, default=320, help="training structures")
@@ -465,6 +550,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--life-cells", type=int, default=400, help="cells to learn life from")
     parser.add_argument("--life-test", type=int, default=200, help="fresh cells to test on")
     parser.add_argument("--early-cycles", type=int, default=100)
+    parser.add_argument("--gan-edge", type=int, default=64, help="training image edge")
+    parser.add_argument("--gan-steps", type=int, default=1500, help="generator updates")
     parser.add_argument("--seed", type=int, default=0)
     add_json_option(parser, "surrogates")
     args = parser.parse_args(argv)
@@ -499,7 +586,19 @@ def main(argv: list[str] | None = None) -> None:
         tables.append(
             (LIFETIME_COLUMNS, [lifetime_cells(r) for r in lifetime_rows], right, 0, "# lifetime")
         )
-    notes.append("not built yet, so not measured: " + "; ".join(NOT_BUILT))
+    if "generator" in args.parts:
+        generator_rows, generator_notes = bench_generator(args.gan_edge, args.gan_steps, args.seed)
+        notes += generator_notes
+        results["generator"] = generator_rows
+        tables.append(
+            (
+                GENERATOR_COLUMNS,
+                [generator_cells(r) for r in generator_rows],
+                {"n", "S2_err", "tau_pore_z"},
+                0,
+                "# generator",
+            )
+        )
     print_comments(header, notes)
     for columns, table, right, group, title in tables:
         print_table(columns, table, right, group=group, title=title)

@@ -20,7 +20,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "train",
         help="learn cycle life from simulated cells' first cycles",
         description=(
-            "Age CELLS simulated cells on the simulated cycler's physics (electrodes, defects "
+            "Age CELLS simulated cells with the cycler's forward model of aging (electrodes, defects "
             "and rates the lab makes, each cell with its own spread) to their true life, fit a "
             "ridge regression of log life on Severson-style features of their first "
             "EARLY_CYCLES, and print its error on as many fresh cells again (a quarter of "
@@ -51,7 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def train_lifetime(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from poreloop.instruments.sim.cycler import SEVERSON_CYCLE, simulated_cells
+    from poreloop.instruments.aging import SEVERSON_CYCLE, simulated_cells
     from poreloop.twins.critics.lifetime import LifetimeModel, mean_absolute_percentage_error
     from poreloop.twins.errors import CriticError
 

@@ -80,11 +80,37 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="a measured microstructure (.tif/.npz) for twins that reproduce one",
     )
     generate.add_argument(
+        "--model",
+        type=Path,
+        metavar="FILE",
+        help="a trained generator (.pt) for the gan twin (`poreloop twin train-gan`)",
+    )
+    generate.add_argument(
         "--quiet",
         action="store_true",
         help="no progress on stderr (by default the reconstruct twin shows its sweeps)",
     )
     generate.set_defaults(run=twin_generate)
+
+    train_gan = twin_commands.add_parser(
+        "train-gan",
+        help="train the gan twin's generator on one labelled image",
+        description=(
+            "Train a SliceGAN generator on IMAGE (a labelled 2D image or 3D stack, every edge at "
+            "least 32 voxels): 2D critics, one per axis, judge 32x32 slices of 32^3 generated "
+            "patches against slices of the image. Prints the phase fractions as it learns; "
+            "then `poreloop twin generate gan --model OUT --size 128` makes larger "
+            "realisations. Trains on the CPU, at torch's threads."
+        ),
+    )
+    train_gan.add_argument("image", type=Path, metavar="IMAGE", help="a .tif/.tiff or .npz file")
+    train_gan.add_argument("--out", type=Path, required=True, help="generator file to write (.pt)")
+    train_gan.add_argument("--steps", type=positive_int, default=1500, help="generator updates")
+    train_gan.add_argument("--seed", type=int, default=0)
+    train_gan.add_argument(
+        "--voxel-size-um", type=positive_float, help="voxel size in µm, overriding the file's"
+    )
+    train_gan.set_defaults(run=twin_train_gan)
 
     show = twin_commands.add_parser(
         "show",
@@ -117,13 +143,37 @@ def twin_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def twin_train_gan(args: argparse.Namespace) -> int:
+    from poreloop.twins.critics.weights import SUFFIX
+    from poreloop.twins.errors import TwinError
+    from poreloop.twins.manufacturing import gan
+    from poreloop.twins.microstructure import Microstructure
+
+    if args.out.suffix != SUFFIX:
+        raise TwinError(f"a structure generator is saved as {SUFFIX}, got '{args.out}'")
+    image = Microstructure.load(args.image, voxel_size_um=args.voxel_size_um)
+    status = StatusLine()
+    try:
+        generator = gan.train(image, steps=args.steps, seed=args.seed, log=status.show)
+    finally:
+        status.end()
+    generator.save(args.out)
+    trained = generator.trained
+    print(
+        f"wrote {args.out}: {trained.steps} steps in {trained.seconds:.0f} s on {args.image} "
+        f"({', '.join(f'{n} {f:.3f}' for n, f in zip(trained.phases.values(), trained.fractions, strict=True))})"
+    )
+    return 0
+
+
 def twin_generate(args: argparse.Namespace) -> int:
     from poreloop.twins.manufacturing import get_twin
     from poreloop.twins.manufacturing.reconstruct import ReconstructionTwin
     from poreloop.twins.microstructure import Microstructure, check_writable
     from poreloop.twins.space import read_recipe
 
-    twin = get_twin(args.name, reference=args.reference)
+    options = {"model": args.model} if args.model is not None else {}
+    twin = get_twin(args.name, reference=args.reference, **options)
     status = None
     if isinstance(twin, ReconstructionTwin) and not args.quiet:
         status = StatusLine()

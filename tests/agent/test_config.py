@@ -101,7 +101,7 @@ def test_a_missing_or_unreadable_file_is_one_line(tmp_path: Path) -> None:
 def test_a_lifetime_model_is_found_beside_the_config_and_must_read_the_cycles_run(
     tmp_path: Path,
 ) -> None:
-    from poreloop.instruments.sim.cycler import simulated_cells
+    from poreloop.instruments.aging import simulated_cells
     from poreloop.twins.critics.lifetime import LifetimeModel
 
     LifetimeModel.fit(*simulated_cells(20, 60, seed=0), 60).save(tmp_path / "models" / "life.json")

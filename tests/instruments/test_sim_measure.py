@@ -14,13 +14,14 @@ import tifffile
 from scipy.ndimage import binary_erosion
 
 from poreloop.agent.cli import main
+from poreloop.instruments.aging import FADE_NOISE, SEVERSON_CYCLE
 from poreloop.instruments.base import ActionContext, Instrument
 from poreloop.instruments.client import InstrumentClient
 from poreloop.instruments.errors import ActionFailed, InvalidRequest, RefusedError
 from poreloop.instruments.server import Server
 from poreloop.instruments.server.options import journal_under
 from poreloop.instruments.sim import SIMULATED
-from poreloop.instruments.sim.cycler import FADE_NOISE, RATE_NOISE, SEVERSON_CYCLE, SimCycler
+from poreloop.instruments.sim.cycler import RATE_NOISE, SimCycler
 from poreloop.instruments.sim.lab import save_sample
 from poreloop.instruments.sim.tomograph import SimTomograph
 from poreloop.twins import Microstructure, get_twin

@@ -101,7 +101,7 @@ def test_the_best_sample_is_cycled_and_its_life_predicted_from_its_first_cycles(
 ) -> None:
     """``lab.cycle_life`` with a lifetime model: the best measured sample is cycled for the
     model's early cycles only, and its predicted life is recorded, journalled and reported."""
-    from poreloop.instruments.sim.cycler import simulated_cells
+    from poreloop.instruments.aging import simulated_cells
     from poreloop.twins.critics.lifetime import LifetimeModel
 
     LifetimeModel.fit(*simulated_cells(40, 100, seed=0), 100).save(tmp_path / "life.json")

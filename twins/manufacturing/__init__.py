@@ -10,6 +10,7 @@ from poreloop.registry import Registry
 from poreloop.twins.errors import TwinError
 from poreloop.twins.manufacturing.base import Twin
 from poreloop.twins.manufacturing.electrode import ElectrodeTwin
+from poreloop.twins.manufacturing.gan import GanTwin
 from poreloop.twins.manufacturing.gdl import GDLTwin
 from poreloop.twins.manufacturing.reconstruct import ReconstructionTwin
 from poreloop.twins.manufacturing.sofc import SOFCAnodeTwin
@@ -18,7 +19,7 @@ from poreloop.twins.microstructure import Microstructure
 TWINS: Registry[type[Twin]] = Registry(
     "twin",
     TwinError,
-    {cls.name: cls for cls in (ElectrodeTwin, GDLTwin, SOFCAnodeTwin, ReconstructionTwin)},
+    {cls.name: cls for cls in (ElectrodeTwin, GDLTwin, SOFCAnodeTwin, ReconstructionTwin, GanTwin)},
 )
 
 
@@ -28,9 +29,13 @@ def get_twin(
     """The twin registered as ``name``, built with ``options``; a suggestion on a miss.
 
     ``reference`` (a Microstructure or a .tif/.npz file) is the measured structure for twins that reproduce one;
-    a twin that needs one and gets none, or takes none and gets one, is a TwinError.
+    a twin that needs one and gets none, or takes none and gets one, is a TwinError, as is an
+    option the twin does not take (``model=`` is the ``gan`` twin's trained generator).
     """
     cls = TWINS.lookup(name)
+    unknown = sorted(set(options) - set(inspect.signature(cls).parameters))
+    if unknown:
+        raise TwinError(f"twin '{cls.name}' takes no {', '.join(unknown)}")
     accepted = inspect.signature(cls).parameters.get("reference")
     if accepted is None:
         if reference is not None:

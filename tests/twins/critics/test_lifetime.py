@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from poreloop.instruments.sim.cycler import simulated_cells
+from poreloop.instruments.aging import simulated_cells
 from poreloop.twins.critics.lifetime import (
     LifetimeModel,
     features,

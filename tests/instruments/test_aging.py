@@ -1,4 +1,4 @@
-"""The simulated cycler's aging physics: the full cell's OCV, the plating knee, Q(V) curves."""
+"""The forward model of cell aging: the full cell's OCV, the plating knee, Q(V) curves."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pybamm
 
-from poreloop.instruments.sim.cycler import (
+from poreloop.instruments.aging import (
     LINEAR_FADE,
     LOWER_CUTOFF_V,
     PLATING_MARGIN_V,

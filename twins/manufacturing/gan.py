@@ -1,0 +1,292 @@
+"""A learned structure generator: SliceGAN (Kench & Cooper, Nat. Mach. Intell. 3, 2021) trained
+on one labelled image, registered as the ``gan`` twin.
+
+A 3D generator of transposed convolutions turns a box of latent noise into per-voxel phase
+probabilities; 2D critics, one per axis, judge its slices against slices of the training
+image (for a 2D image one critic judges all three axes: the medium is taken as isotropic).
+Training is Wasserstein with gradient penalty (Gulrajani et al. 2017), as in SliceGAN. The
+generator is fully convolutional, so a larger latent box gives a larger realisation with the
+same statistics: ``poreloop twin generate gan --model gan.pt --size 128`` after training on
+32³ patches. A realisation is the most probable phase of each voxel.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from poreloop.twins.errors import TwinError
+from poreloop.twins.manufacturing.base import Shape, Twin
+from poreloop.twins.microstructure import Microstructure
+from poreloop.twins.space import Continuous, ParameterSpace, Recipe
+
+FORMAT = 1
+WHAT = "structure generator"
+LAYERS = 4
+"""Transposed convolutions (kernel 4, stride 2, padding 2): an edge of n latent voxels becomes
+16 n - 30 voxels, so 4 latent voxels make a 34-voxel edge that covers a 32³ training patch."""
+LATENT = 16
+"""Latent channels."""
+LATENT_EDGE = 4
+"""Latent voxels along each edge while training."""
+PATCH = 32
+"""Edge of the training patches and of each critic's slices."""
+SLICES = 32
+"""Slices per axis each critic judges per step, drawn from the generated batch and the image."""
+GRADIENT_PENALTY = 10.0
+CRITIC_STEPS = 5
+"""Critic updates per generator update (WGAN-GP's)."""
+LEARNING_RATE = 1e-4
+RESAMPLING = 2.0
+"""A realisation's voxel may be up to this much finer or coarser than the training image's
+(nearest-neighbour resampling of the generated phases)."""
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a generator was trained on and how (saved beside its weights)."""
+
+    phases: dict[str, str]
+    voxel_size_um: float
+    image_shape: list[int]
+    fractions: list[float]
+    width: int
+    steps: int
+    batch: int
+    seed: int
+    seconds: float
+    format: int = FORMAT
+
+
+def _generator(phases: int, width: int) -> Any:
+    import torch.nn as nn
+
+    channels = [LATENT, 4 * width, 2 * width, width, phases]
+    layers: list[Any] = []
+    for i, (a, b) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
+        layers.append(nn.ConvTranspose3d(a, b, 4, 2, 2, bias=False))
+        layers += [nn.BatchNorm3d(b), nn.ReLU()] if i < LAYERS - 1 else [nn.Softmax(dim=1)]
+    return nn.Sequential(*layers)
+
+
+def _critic(phases: int, width: int) -> Any:
+    import torch.nn as nn
+
+    return nn.Sequential(  # 32 → 16 → 8 → 4 → 1
+        nn.Conv2d(phases, width, 4, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(width, 2 * width, 4, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(2 * width, 4 * width, 4, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(4 * width, 1, 4, 1, 0),
+    )
+
+
+def latent_edge(edge: int) -> int:
+    """Latent voxels whose output (``16 n - 30``) covers ``edge`` voxels."""
+    return max(math.ceil((edge + 30) / 2**LAYERS), 3)
+
+
+@dataclass
+class StructureGenerator:
+    """A trained generator and what it learnt from."""
+
+    trained: Trained
+    network: Any = field(repr=False)
+
+    def realise(self, shape: Shape, rng: np.random.Generator) -> np.ndarray:
+        """Phase indices (0 … phases - 1, in the training image's order) of a ``shape`` box."""
+        import torch
+
+        edges = [latent_edge(n) for n in shape]
+        noise = torch.from_numpy(rng.standard_normal((1, LATENT, *edges)).astype(np.float32))
+        self.network.eval()
+        with torch.no_grad():
+            probabilities = self.network(noise)[0]
+        offsets = [(p - n) // 2 for p, n in zip(probabilities.shape[1:], shape, strict=True)]
+        box = tuple(slice(o, o + n) for o, n in zip(offsets, shape, strict=True))
+        return probabilities[(slice(None), *box)].argmax(dim=0).numpy().astype(np.uint8)
+
+    def save(self, path: str | Path) -> None:
+        from poreloop.twins.critics import weights
+
+        weights.save(path, WHAT, self.trained, self.network)
+
+    @classmethod
+    def load(cls, path: str | Path) -> StructureGenerator:
+        from poreloop.twins.critics import weights
+
+        def build(trained: Trained, state: dict[str, Any]) -> StructureGenerator:
+            network = _generator(len(trained.phases), trained.width)
+            network.load_state_dict(state)
+            return cls(trained, network)
+
+        return weights.load(path, WHAT, Trained, FORMAT, build)
+
+
+def train(
+    image: Microstructure,
+    steps: int = 1500,
+    batch: int = 4,
+    width: int = 16,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> StructureGenerator:
+    """A generator trained on ``image`` (2D or 3D, every edge at least ``PATCH`` voxels)."""
+    import torch
+
+    labels = image.labels if image.labels.ndim == 3 else image.labels[..., None]
+    flat = image.labels.ndim == 2
+    if min(image.shape) < PATCH:
+        raise TwinError(
+            f"a structure generator learns from patches of {PATCH} voxels a side; the training "
+            f"image is {image.shape}"
+        )
+    ids = sorted(image.phases)
+    index = np.searchsorted(ids, labels)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    one_hot = torch.from_numpy(np.eye(len(ids), dtype=np.float32)[index]).permute(3, 0, 1, 2)
+    generator = _generator(len(ids), width)
+    critics = [_critic(len(ids), width) for _ in range(1 if flat else 3)]
+    betas = (0.5, 0.9)
+    g_optimiser = torch.optim.Adam(generator.parameters(), LEARNING_RATE, betas=betas)
+    c_optimisers = [torch.optim.Adam(c.parameters(), LEARNING_RATE, betas=betas) for c in critics]
+    fractions = [float(np.mean(index == i)) for i in range(len(ids))]
+    start = time.perf_counter()
+
+    def real_slices(axis: int, count: int) -> Any:
+        """``count`` random PATCH² slices of the image across ``axis`` (of a 2D image: its
+        plane)."""
+        volume = one_hot if flat else one_hot.movedim(axis + 1, 1)
+        out = []
+        for _ in range(count):
+            i = int(rng.integers(volume.shape[1]))
+            a, b = (int(rng.integers(n - PATCH + 1)) for n in volume.shape[2:])
+            out.append(volume[:, i, a : a + PATCH, b : b + PATCH])
+        return torch.stack(out)
+
+    def fake_slices(volumes: Any, axis: int) -> Any:
+        """``SLICES`` random slices of the generated ``volumes`` across ``axis``, (SLICES,
+        phases, PATCH, PATCH)."""
+        cropped = volumes[:, :, 1 : 1 + PATCH, 1 : 1 + PATCH, 1 : 1 + PATCH]
+        every = cropped.movedim(axis + 2, 1).reshape(-1, len(ids), PATCH, PATCH)
+        return every[torch.from_numpy(rng.choice(len(every), SLICES, replace=False))]
+
+    def noise() -> Any:
+        return torch.randn(batch, LATENT, LATENT_EDGE, LATENT_EDGE, LATENT_EDGE)
+
+    for step in range(1, steps + 1):
+        for _ in range(CRITIC_STEPS):
+            with torch.no_grad():
+                fake = generator(noise())
+            losses = []
+            for axis in range(3):
+                critic = critics[axis % len(critics)]
+                made, real = fake_slices(fake, axis), real_slices(axis, SLICES)
+                losses.append(
+                    critic(made).mean() - critic(real).mean() + _penalty(critic, real, made)
+                )
+            loss = torch.stack(losses).sum()
+            for optimiser in c_optimisers:
+                optimiser.zero_grad()
+            loss.backward()
+            for optimiser in c_optimisers:
+                optimiser.step()
+        fake = generator(noise())
+        loss = -sum(
+            critics[axis % len(critics)](fake_slices(fake, axis)).mean() for axis in range(3)
+        )
+        g_optimiser.zero_grad()
+        loss.backward()
+        g_optimiser.step()
+        if log is not None and (step % 50 == 0 or step == steps):
+            made_fractions = fake.detach().mean(dim=(0, 2, 3, 4)).tolist()
+            log(
+                f"step {step}/{steps}: phase fractions "
+                + " ".join(f"{f:.3f}" for f in made_fractions)
+                + f" (image {' '.join(f'{f:.3f}' for f in fractions)})"
+            )
+    trained = Trained(
+        phases={str(i): image.phases[i] for i in ids},
+        voxel_size_um=image.voxel_size_um,
+        image_shape=list(image.shape),
+        fractions=fractions,
+        width=width,
+        steps=steps,
+        batch=batch,
+        seed=seed,
+        seconds=time.perf_counter() - start,
+    )
+    return StructureGenerator(trained, generator)
+
+
+def _penalty(critic: Any, real: Any, fake: Any) -> Any:
+    """WGAN-GP's penalty on the critic's gradient norm between real and generated slices."""
+    import torch
+
+    mix = torch.rand(len(real), 1, 1, 1)
+    between = (mix * real + (1 - mix) * fake.detach()).requires_grad_(True)
+    [gradient] = torch.autograd.grad(critic(between).sum(), between, create_graph=True)
+    return GRADIENT_PENALTY * ((gradient.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def _space(voxel_size_um: float) -> ParameterSpace:
+    return ParameterSpace(
+        parameters=(
+            Continuous(
+                name="voxel_size_um",
+                unit="um",
+                low=voxel_size_um / RESAMPLING,
+                high=voxel_size_um * RESAMPLING,
+                default=voxel_size_um,
+                description="edge of a generated voxel; the generator works at its training "
+                "image's voxel (the default) and its phases are resampled to this one",
+            ),
+        )
+    )
+
+
+class GanTwin(Twin):
+    """New, larger realisations of one labelled image by a trained SliceGAN generator.
+
+    model: a generator file (``poreloop twin train-gan IMAGE --out gan.pt``). The class
+    ``space`` lists the parameters; an instance's centres ``voxel_size_um`` on its training
+    image's voxel and takes that image's phases.
+    """
+
+    name = "gan"
+    phases = {0: "pore", 1: "solid"}
+    space = _space(1.0)
+
+    def __init__(self, model: str | Path | None = None) -> None:
+        self.generator: StructureGenerator | None = None
+        if model is None:
+            return
+        self.generator = StructureGenerator.load(model)
+        trained = self.generator.trained
+        self.phases = {int(k): v for k, v in trained.phases.items()}  # type: ignore[misc]
+        self.space = _space(trained.voxel_size_um)  # type: ignore[misc]  # per generator
+
+    def _generate(self, recipe: Recipe, shape: Shape, rng: np.random.Generator) -> np.ndarray:
+        if self.generator is None:
+            raise TwinError(
+                "the gan twin needs a trained generator: poreloop twin train-gan IMAGE --out "
+                "gan.pt, then --model gan.pt"
+            )
+        scale = self.generator.trained.voxel_size_um / float(recipe["voxel_size_um"])
+        native = tuple(max(round(n / scale), 1) for n in shape)
+        phases = self.generator.realise(native, rng)
+        if native != tuple(shape):
+            zoom = [n / m for n, m in zip(shape, native, strict=True)]
+            phases = ndimage.zoom(phases, zoom, order=0, grid_mode=True, mode="nearest")
+        ids = np.array(sorted(self.phases), dtype=np.uint8)
+        return ids[phases[tuple(slice(0, n) for n in shape)]]
