@@ -34,6 +34,9 @@ MAX_RECIPES = 256
 DEPTH = 2
 """Poolings in the U-Net: a voxel sees a 28-voxel neighbourhood, and boxes are padded to a
 multiple of 2**DEPTH."""
+LEARNING_RATE = 3e-3
+"""Adam's peak step size (one-cycle schedule: the step shrinks to nothing by the last one, so
+the weights settle instead of ending wherever a noisy step left them)."""
 
 
 @dataclass(frozen=True)
@@ -194,11 +197,9 @@ def train(
         seed,
         digest.hexdigest(),
     )
-    counts = np.sum([np.bincount(label.ravel(), minlength=len(order)) for _, label in pairs], 0)
-    weight = (counts.sum() / np.maximum(counts, 1)) ** 0.5  # rare phases (thin binder) count more
     net = SegmentationNet(trained)
-    weight = torch.from_numpy(weight / weight.sum()).float().to(net.device)
-    optimiser = torch.optim.Adam(net.model.parameters(), lr=3e-3)
+    optimiser = torch.optim.Adam(net.model.parameters(), lr=LEARNING_RATE)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, LEARNING_RATE, total_steps=steps)
     net.model.train()
     for step in range(steps):
         greys, labels = [], []
@@ -210,12 +211,13 @@ def train(
             labels.append(label[box])
         x = torch.from_numpy(np.stack(greys)[:, None]).to(net.device)
         y = torch.from_numpy(np.stack(labels)).to(net.device)
-        loss = torch.nn.functional.cross_entropy(net.model(x), y, weight=weight)
+        loss = torch.nn.functional.cross_entropy(net.model(x), y)
         if not torch.isfinite(loss):
             raise TwinError(f"training diverged at step {step + 1} (loss {loss.item()})")
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+        schedule.step()
         if log is not None and (step + 1) % 50 == 0:
             log(f"step {step + 1}/{steps}: loss {loss.item():.4f}")
     return net
