@@ -4,16 +4,14 @@ on one labelled image, registered as the ``gan`` twin.
 A 3D generator of transposed convolutions turns a box of latent noise into per-voxel phase
 probabilities; 2D critics, one per axis, judge its slices against slices of the training
 image (for a 2D image one critic judges all three axes: the medium is taken as isotropic).
-Training is Wasserstein with gradient penalty (Gulrajani et al. 2017), as in SliceGAN, and
-returns the running average of the generator's weights (``AVERAGING``). The generator is fully
-convolutional, so a larger latent box gives a larger realisation with the same statistics:
-``poreloop twin generate gan --model gan.pt --size 128`` after training on 32³ patches. A
-realisation is the most probable phase of each voxel.
+Training is Wasserstein with gradient penalty (Gulrajani et al. 2017), as in SliceGAN. The
+generator is fully convolutional, so a larger latent box gives a larger realisation with the
+same statistics: ``poreloop twin generate gan --model gan.pt --size 128`` after training on
+32³ patches. A realisation is the most probable phase of each voxel.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -46,10 +44,6 @@ GRADIENT_PENALTY = 10.0
 CRITIC_STEPS = 5
 """Critic updates per generator update (WGAN-GP's)."""
 LEARNING_RATE = 1e-4
-AVERAGING = 0.999
-"""Decay of the running average of the generator's weights that training returns (Yazıcı et
-al. 2019): a GAN's weights circle the equilibrium rather than settle, and their average lies
-nearer it than the last step does."""
 RESAMPLING = 2.0
 """A realisation's voxel may be up to this much finer or coarser than the training image's
 (nearest-neighbour resampling of the generated phases)."""
@@ -162,7 +156,6 @@ def train(
     rng = np.random.default_rng(seed)
     one_hot = torch.from_numpy(np.eye(len(ids), dtype=np.float32)[index]).permute(3, 0, 1, 2)
     generator = _generator(len(ids), width)
-    average = copy.deepcopy(generator).requires_grad_(False)
     critics = [_critic(len(ids), width) for _ in range(1 if flat else 3)]
     betas = (0.5, 0.9)
     g_optimiser = torch.optim.Adam(generator.parameters(), LEARNING_RATE, betas=betas)
@@ -215,10 +208,6 @@ def train(
         g_optimiser.zero_grad()
         loss.backward()
         g_optimiser.step()
-        with torch.no_grad():
-            decay = min(AVERAGING, step / (step + 10))  # the first steps are soon forgotten
-            for mean, weight in zip(average.parameters(), generator.parameters(), strict=True):
-                mean.lerp_(weight, 1 - decay)
         if log is not None and (step % 50 == 0 or step == steps):
             made_fractions = fake.detach().mean(dim=(0, 2, 3, 4)).tolist()
             log(
@@ -226,7 +215,6 @@ def train(
                 + " ".join(f"{f:.3f}" for f in made_fractions)
                 + f" (image {' '.join(f'{f:.3f}' for f in fractions)})"
             )
-    _normalise(average, noise)
     trained = Trained(
         phases={str(i): image.phases[i] for i in ids},
         voxel_size_um=image.voxel_size_um,
@@ -238,24 +226,7 @@ def train(
         seed=seed,
         seconds=time.perf_counter() - start,
     )
-    return StructureGenerator(trained, average)
-
-
-def _normalise(generator: Any, noise: Callable[[], Any], batches: int = 32) -> None:
-    """Batch-norm statistics for ``generator``'s own weights (averaged weights were never run
-    in training, so its running statistics belong to other weights): the plain mean over
-    ``batches`` batches of latent noise."""
-    import torch
-
-    for module in generator.modules():
-        if isinstance(module, torch.nn.BatchNorm3d):
-            module.reset_running_stats()
-            module.momentum = None  # a cumulative average
-    generator.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            generator(noise())
-    generator.eval()
+    return StructureGenerator(trained, generator)
 
 
 def _penalty(critic: Any, real: Any, fake: Any) -> Any:
