@@ -167,6 +167,8 @@ def train(
 
     from poreloop.twins.critics.segmentation import grey_order
 
+    if steps < 1:
+        raise TwinError(f"a segmentation model trains for at least one step, not {steps}")
     first = structures[0]
     if any(m.phases != first.phases for m in structures):
         raise TwinError("train a segmentation model on structures of one phase set")

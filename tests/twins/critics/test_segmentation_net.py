@@ -114,6 +114,11 @@ def test_a_campaign_segments_with_a_model_only_of_its_twin_s_phases(structures, 
             load_config(config)
 
 
+def test_training_without_steps_is_refused_in_one_line(structures) -> None:
+    with pytest.raises(TwinError, match="at least one step, not 0"):
+        segmentation_net.train(structures[:1], scan, [1.0], twin="x", steps=0, crop=16)
+
+
 def test_training_that_diverges_stops_with_the_step(structures) -> None:
     def broken(micro: Microstructure, exposure_s: float, rng: np.random.Generator) -> np.ndarray:
         return np.full(micro.shape, np.nan, dtype=np.float32)  # a scanner model gone wrong
