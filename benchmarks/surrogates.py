@@ -503,8 +503,8 @@ def bench_generator(edge: int, steps: int, seed: int) -> tuple[list[GeneratorRow
         generated.target = verdict(met)
         rows.append(generated)
     notes = [
-        f"generator: SliceGAN trained {steps} steps ({generator.trained.seconds:.0f} s on this "
-        f"machine) on one {edge}^3 {TWIN} structure (seed {seed}; phases "
+        f"generator: SliceGAN trained {steps} steps on {generator.trained.patch}^3 patches "
+        f"({generator.trained.seconds:.0f} s on this machine) of one {edge}^3 {TWIN} structure (seed {seed}; phases "
         f"{', '.join(image.phases[i] for i in ids)}); fractions per phase; S2_err: max over "
         f"axes and r <= {r_max} of |S2 - S2_image| / porosity, pore phase; tau_pore_z: pore "
         "tortuosity along z, mean (and range) over the realisations; twin, other seeds: the "

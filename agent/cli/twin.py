@@ -97,8 +97,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="train the gan twin's generator on one labelled image",
         description=(
             "Train a SliceGAN generator on IMAGE (a labelled 2D image or 3D stack, every edge at "
-            "least 32 voxels): 2D critics, one per axis, judge 32x32 slices of 32^3 generated "
-            "patches against slices of the image. Prints the phase fractions as it learns; "
+            "least the patch): 2D critics, one per axis, judge 32x32 slices of 32^3 generated "
+            "patches (--patch) against slices of the image, and for a 3D image a 3D critic judges "
+            "the patches against patches of the image; a slice should hold several particles "
+            "and pores. Prints the phase fractions as it learns; "
             "then `poreloop twin generate gan --model OUT --size 128` makes larger "
             "realisations. Trains on the CPU, at torch's threads."
         ),
@@ -106,6 +108,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     train_gan.add_argument("image", type=Path, metavar="IMAGE", help="a .tif/.tiff or .npz file")
     train_gan.add_argument("--out", type=Path, required=True, help="generator file to write (.pt)")
     train_gan.add_argument("--steps", type=positive_int, default=1500, help="generator updates")
+    train_gan.add_argument(
+        "--patch",
+        type=positive_int,
+        help="edge of the training patches, a power of two of 32 or more (32; SliceGAN's 64 "
+        "takes ~3 times longer a step)",
+    )
     train_gan.add_argument("--seed", type=int, default=0)
     train_gan.add_argument(
         "--voxel-size-um", type=positive_float, help="voxel size in µm, overriding the file's"
@@ -154,7 +162,13 @@ def twin_train_gan(args: argparse.Namespace) -> int:
     image = Microstructure.load(args.image, voxel_size_um=args.voxel_size_um)
     status = StatusLine()
     try:
-        generator = gan.train(image, steps=args.steps, seed=args.seed, log=status.show)
+        generator = gan.train(
+            image,
+            steps=args.steps,
+            patch=args.patch or gan.PATCH,
+            seed=args.seed,
+            log=status.show,
+        )
     finally:
         status.end()
     generator.save(args.out)

@@ -471,6 +471,22 @@ def test_generate_reconstruct_shows_its_sweeps_unless_quiet(tmp_path, capsys):
     assert capsys.readouterr().err.count("reconstruct: sweep") == 0
 
 
+def test_train_gan_writes_a_generator_the_gan_twin_uses(tmp_path, capsys):
+    field = ndimage.gaussian_filter(np.random.default_rng(0).standard_normal((32, 32, 32)), 2)
+    image = tmp_path / "image.npz"
+    Microstructure((field > 0).astype(np.uint8), 0.5, {0: "pore", 1: "solid"}).save(image)
+    model = tmp_path / "gan.pt"
+    train = ["twin", "train-gan", str(image), "--out", str(model), "--steps", "2"]
+    assert main(train) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {model}: 2 steps")
+    out = tmp_path / "made.npz"
+    argv = ["twin", "generate", "gan", "--model", str(model), "--size", "40", "--out", str(out)]
+    assert main(argv) == 0
+    assert Microstructure.load(out).shape == (40, 40, 40)
+    code, _, err = run(capsys, *train, "--patch", "64")
+    assert_one_line_error(code, err, r"patches of 64 voxels a side; the training image is")
+
+
 def test_a_voxel_size_nobody_gave_is_said_to_be_assumed(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -68,3 +68,17 @@ def test_what_the_gan_twin_cannot_use_is_one_line(tmp_path: Path, image: Microst
     small = Microstructure(image.labels[:20], 0.5, image.phases)
     with pytest.raises(TwinError, match="patches of 32 voxels a side"):
         train(small, steps=1)
+    with pytest.raises(TwinError, match="patches of 64 voxels a side"):
+        train(image, steps=1, patch=64)
+    for patch in (16, 48):
+        with pytest.raises(TwinError, match=f"a power of two of 32 or more, got {patch}"):
+            train(image, steps=1, patch=patch)
+
+
+def test_a_generator_trained_on_larger_patches_covers_any_box(image: Microstructure) -> None:
+    """64³ patches take a generator of one more layer; its realisations still come out in the
+    shape asked for, however far that is from a multiple of the patch."""
+    big = Microstructure(np.tile(image.labels, (2, 2, 2)), 0.5, image.phases)
+    generator = train(big, steps=1, patch=64, seed=0)
+    for shape in ((64, 64, 64), (33, 70, 101)):
+        assert generator.realise(shape, np.random.default_rng(0)).shape == shape
