@@ -26,14 +26,14 @@ variance model (log life linear in log var ΔQ alone) and a constant predictor.
 from the repository root. The table goes to stdout, progress to stderr, the results as JSON to
 PATH (default runs/benchmarks/surrogates.json).
 
-Generator: the ``gan`` twin's SliceGAN generator (``twins.manufacturing.gan``) trained on one
-electrode-twin structure, against that image: phase fractions, the two-point correlation of the
-pore (largest deviation per unit porosity, up to a quarter of the edge) and the pore tortuosity
-through the thickness, of realisations as large as the image and twice its edge, beside the
-twin's own other realisations of the image's recipe. The image is 128³ by default: at 64³ one
-box of the electrode holds too few particles for its τ to speak for the structure (the twin's
-own 64³ boxes of one recipe range over 3.1-7.4 in τ, its 128³ boxes over 2.8-3.0), so no
-generator could be judged by τ against it.
+Generator: the ``gan`` twin's SliceGAN generator (``twins.manufacturing.gan``, slice critics and
+a 3D critic) trained on one electrode-twin structure, against that image: phase fractions, the
+two-point correlation of the pore (largest deviation per unit porosity, up to a quarter of the
+edge) and the pore tortuosity through the thickness, of realisations as large as the image and
+twice its edge, beside the twin's own other realisations of the image's recipe. The image is
+128³ by default: at 64³ one box of the electrode holds too few particles for its τ to speak for
+the structure (the twin's own 64³ boxes of one recipe range over 3.1-7.4 in τ, its 128³ boxes
+over 2.8-3.0), so no generator could be judged by τ against it.
 """
 
 from __future__ import annotations
@@ -503,8 +503,9 @@ def bench_generator(edge: int, steps: int, seed: int) -> tuple[list[GeneratorRow
         generated.target = verdict(met)
         rows.append(generated)
     notes = [
-        f"generator: SliceGAN trained {steps} steps on {generator.trained.patch}^3 patches "
-        f"({generator.trained.seconds:.0f} s on this machine) of one {edge}^3 {TWIN} structure (seed {seed}; phases "
+        f"generator: SliceGAN (with a 3D critic) trained {steps} steps on "
+        f"{generator.trained.patch}^3 patches ({generator.trained.seconds:.0f} s on this "
+        f"machine) of one {edge}^3 {TWIN} structure (seed {seed}; phases "
         f"{', '.join(image.phases[i] for i in ids)}); fractions per phase; S2_err: max over "
         f"axes and r <= {r_max} of |S2 - S2_image| / porosity, pore phase; tau_pore_z: pore "
         "tortuosity along z, mean (and range) over the realisations; twin, other seeds: the "
