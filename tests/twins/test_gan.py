@@ -75,6 +75,16 @@ def test_what_the_gan_twin_cannot_use_is_one_line(tmp_path: Path, image: Microst
             train(image, steps=1, patch=patch)
 
 
+def test_a_2d_image_trains_a_3d_generator() -> None:
+    """One critic judges slices across every axis against the image's plane (isotropy)."""
+    plane = np.where(
+        ndimage.gaussian_filter(np.random.default_rng(0).random((40, 48)), 2) < 0.5, 0, 1
+    )
+    image = Microstructure(plane.astype(np.uint8), 0.5, {0: "pore", 1: "solid"})
+    made = train(image, steps=2, seed=0).realise((40, 40, 40), np.random.default_rng(0))
+    assert made.shape == (40, 40, 40) and set(np.unique(made)) <= {0, 1}
+
+
 def test_a_generator_trained_on_larger_patches_covers_any_box(image: Microstructure) -> None:
     """64³ patches take a generator of one more layer; its realisations still come out in the
     shape asked for, however far that is from a multiple of the patch."""

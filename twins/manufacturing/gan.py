@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +190,7 @@ def train(
     def real_slices(axis: int, count: int) -> Any:
         """``count`` random ``patch``² slices of the image across ``axis`` (of a 2D image: its
         plane)."""
-        volume = one_hot if flat else one_hot.movedim(axis + 1, 1)
+        volume = one_hot.movedim(3, 1) if flat else one_hot.movedim(axis + 1, 1)
         out = []
         for _ in range(count):
             i = int(rng.integers(volume.shape[1]))
@@ -206,20 +207,18 @@ def train(
             [one_hot[:, a : a + patch, b : b + patch, c : c + patch] for a, b, c in corners]
         )
 
-    def generated(volumes: Any) -> list[tuple[Any, Any]]:
-        """(critic, what it judges of the generated ``volumes``) for every critic: ``SLICES``
-        random slices across each axis, and the patches themselves."""
+    def judged(volumes: Any) -> list[tuple[Any, Any, Callable[[], Any]]]:
+        """(critic, what it judges of the generated ``volumes``, what it draws of the image to
+        compare) for every critic: ``SLICES`` random slices across each axis, and the patches
+        themselves."""
         cropped = volumes[:, :, 1 : 1 + patch, 1 : 1 + patch, 1 : 1 + patch]
-        judged = []
+        judgements = []
         for axis in range(3):
             every = cropped.movedim(axis + 2, 1).reshape(-1, len(ids), patch, patch)
             chosen = torch.from_numpy(rng.choice(len(every), SLICES, replace=False))
-            judged.append((slice_critics[axis % len(slice_critics)], every[chosen]))
-        return judged + [(critic, cropped) for critic in box_critics]
-
-    def real(judgement: int) -> Any:
-        """What the critic of ``generated``'s ``judgement``-th pair sees of the image."""
-        return real_slices(judgement, SLICES) if judgement < 3 else real_boxes()
+            critic = slice_critics[axis % len(slice_critics)]
+            judgements.append((critic, every[chosen], partial(real_slices, axis, SLICES)))
+        return judgements + [(critic, cropped, real_boxes) for critic in box_critics]
 
     def noise() -> Any:
         return torch.randn(batch, LATENT, LATENT_EDGE, LATENT_EDGE, LATENT_EDGE)
@@ -229,8 +228,8 @@ def train(
             with torch.no_grad():
                 fake = generator(noise())
             losses = []
-            for judgement, (critic, made) in enumerate(generated(fake)):
-                truth = real(judgement)
+            for critic, made, draw in judged(fake):
+                truth = draw()
                 losses.append(
                     critic(made).mean() - critic(truth).mean() + _penalty(critic, truth, made)
                 )
@@ -241,7 +240,7 @@ def train(
             for optimiser in c_optimisers:
                 optimiser.step()
         fake = generator(noise())
-        loss = -sum(critic(made).mean() for critic, made in generated(fake))
+        loss = -sum(critic(made).mean() for critic, made, _ in judged(fake))
         g_optimiser.zero_grad()
         loss.backward()
         g_optimiser.step()
