@@ -18,7 +18,7 @@ cycle life predicted from the first 100 cycles against the true life, beside Sev
 variance model (log life linear in log var ΔQ alone) and a constant predictor.
 
     .venv/bin/python -m benchmarks.surrogates [--parts critic segmentation lifetime generator]
-        [--config configs/electrode-fast.yaml] [--critic-structures 320] [--critic-test 80]
+        [--config configs/electrode-fast.yaml] [--critic-structures 320] [--critic-test 200]
         [--epochs 200] [--edge 48] [--train-structures 6] [--test-structures 3] [--steps 2400]
         [--life-cells 400] [--life-test 200] [--early-cycles 100] [--gan-edge 128]
         [--gan-steps 1500] [--seed 0] [--json PATH]
@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--config", default="configs/electrode-fast.yaml", help="campaign YAML")
     parser.add_argument("--critic-structures", type=int, default=320, help="training structures")
-    parser.add_argument("--critic-test", type=int, default=80, help="test structures")
+    parser.add_argument("--critic-test", type=int, default=200, help="test structures")
     parser.add_argument("--epochs", type=int, default=200, help="neural critic epochs")
     parser.add_argument("--members", type=int, default=5, help="neural critic networks")
     parser.add_argument("--edge", type=int, default=48, help="segmentation structure edge")

@@ -20,8 +20,11 @@ How the uncertainty is made trustworthy:
   the pore or solid does not percolate): the chain only trusts the ensemble where that is sure.
 
 Targets are learnt in log space where they are positive and span decades (τ, D_eff, σ_eff, k)
-and standardised; every flip of the box is a structure with the same properties, so training
-flips each batch at random.
+and standardised. Every flip of the box is a structure with the same properties, and swapping
+its in-plane axes x and y swaps only the x and y properties: training flips and swaps each batch
+at random, sixteen exact copies of every structure. The likelihood is weighed by each member's
+own variance to the power ``BETA`` (β-NLL, Seitzer et al. 2022): plain Gaussian likelihood lets
+a member explain a hard structure by a wide variance instead of learning its mean.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -63,6 +67,8 @@ LEARNING_RATE = 5e-3
 """Adam's peak step size (one-cycle schedule)."""
 LOG_VARIANCE = (-12.0, 6.0)
 """Bounds on a member's predicted log-variance (standardised units), in training and use."""
+BETA = 0.5
+"""β of the β-NLL loss: 0 is the plain Gaussian likelihood, 1 weighs errors as a squared error."""
 
 
 # --- training data ---------------------------------------------------------------------------
@@ -502,12 +508,15 @@ def _fit(
     seed: int,
     log: Callable[[str], None] | None,
 ) -> None:
-    """Adam on the Gaussian likelihood of every known target and the ok head's cross-entropy;
-    each member weighs each example by its own Poisson(1) draw (an online bootstrap)."""
+    """Adam on the β-NLL of every known target and the ok head's cross-entropy; each member
+    weighs each example by its own Poisson(1) draw (an online bootstrap)."""
     import torch
 
     rng = np.random.default_rng(seed)
     members, n = critic.trained.members, len(critic.properties)
+    swapped = torch.tensor([n if j is None else j for j in _axes_swapped(critic.properties)])
+    unknown = torch.full((len(z), 1), math.nan, device=z.device)
+    z = torch.cat([z, unknown], dim=1)  # column n: what a swap makes of an unlearnt property
     optimiser = torch.optim.AdamW(critic.model.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)
     steps = epochs * math.ceil(len(rows) / batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, LEARNING_RATE, total_steps=steps)
@@ -520,11 +529,15 @@ def _fit(
             flips = [d + 2 for d in range(3) if rng.random() < 0.5]
             if flips:
                 onehot = onehot.flip(flips)
+            target = z[chunk, :n]
+            if rng.random() < 0.5:
+                onehot, target = onehot.transpose(2, 3), z[chunk][:, swapped]
             out = critic.model(onehot, context)
             mean, log_var = out[:, :, :n], out[:, :, n : 2 * n].clamp(*LOG_VARIANCE)
-            target = z[chunk].unsqueeze(1).expand(-1, members, -1)
+            target = target.unsqueeze(1).expand(-1, members, -1)
             known = torch.isfinite(target)
             nll = 0.5 * (log_var + (target.nan_to_num() - mean) ** 2 / log_var.exp())
+            nll = nll * (BETA * log_var.detach()).exp()
             weight = torch.from_numpy(rng.poisson(1.0, (len(chunk), members, 1))).to(out)
             nll = (nll * known * weight).sum() / (known * weight).sum().clamp(min=1)
             bce = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -543,6 +556,17 @@ def _fit(
                 f"epoch {epoch + 1}/{epochs}: loss {total / len(rows):.3f} "
                 f"({time.perf_counter() - started:.0f} s)"
             )
+
+
+def _axes_swapped(properties: Sequence[str]) -> list[int | None]:
+    """For each property, the index of the one it becomes when a box's x and y axes swap: its
+    own where it names neither axis, ``None`` where its counterpart is not learnt."""
+    index = {key: i for i, key in enumerate(properties)}
+    swap = {"x": "y", "y": "x"}
+    return [
+        index.get(re.sub(r"_([xy])(?=_|$)", lambda axis: "_" + swap[axis[1]], key))
+        for key in properties
+    ]
 
 
 def _calibrated(
