@@ -514,7 +514,8 @@ def _fit(
 
     rng = np.random.default_rng(seed)
     members, n = critic.trained.members, len(critic.properties)
-    swapped = torch.tensor([n if j is None else j for j in _axes_swapped(critic.properties)])
+    mirror = [n if j is None else j for j in _axes_swapped(critic.properties)]
+    swapped = torch.tensor(mirror, device=z.device)
     unknown = torch.full((len(z), 1), math.nan, device=z.device)
     z = torch.cat([z, unknown], dim=1)  # column n: what a swap makes of an unlearnt property
     optimiser = torch.optim.AdamW(critic.model.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)
