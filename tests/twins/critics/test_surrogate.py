@@ -196,8 +196,7 @@ def slabs(count: int, seed: int) -> surrogate.TrainingSet:
         planes[normal] = slice(int(rng.integers(spacing)), None, spacing)
         labels[tuple(planes)] = 0
         along, across = 1.2, 1.0 + spacing
-        tau = {"tau_pore_x": across if normal == 0 else along, "tau_pore_y": along}
-        tau["tau_pore_y"] = across if normal == 1 else along
+        tau = {f"tau_pore_{axis}": across if normal == i else along for i, axis in enumerate("xy")}
         data.labels.append(labels)
         data.voxel_size_um.append(0.5)
         data.values.append({**tau, "thickness_um": 50.0})
