@@ -71,8 +71,8 @@ LEARNING_RATE = 5e-3
 LOG_VARIANCE = (-12.0, 6.0)
 """Bounds on a member's predicted log-variance (standardised units), in training and use."""
 BETA = 0.5
-"""β of the mean's loss: 0 weighs its squared error as the Gaussian likelihood does, 1 not at
-all."""
+"""β of the mean's loss: 0 weighs its squared error by 1/variance, as the Gaussian likelihood
+does; 1 leaves it unweighed (a plain squared error)."""
 
 
 # --- training data ---------------------------------------------------------------------------
