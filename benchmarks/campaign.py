@@ -58,11 +58,14 @@ OBJECTIVE = "energy_density_wh_l_1c"
 
 def truth_key() -> str:
     """A fingerprint of everything the truth depends on: the simulated robot's and cycler's
-    source and the twin's, so a cached optimum is rebuilt when the lab's physics changes."""
+    source, the twin's and the transport solver's the cycler scores with, so a cached optimum
+    is rebuilt when the lab's physics changes."""
     from poreloop.instruments.sim import cycler, robot
+    from poreloop.twins.critics import multigrid, transport
     from poreloop.twins.manufacturing import electrode
 
-    source = "".join(inspect.getsource(module) for module in (robot, cycler, electrode))
+    modules = (robot, cycler, electrode, transport, multigrid)
+    source = "".join(inspect.getsource(module) for module in modules)
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 

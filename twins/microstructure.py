@@ -58,6 +58,9 @@ class Microstructure:
     voxel_size_um: float
     phases: dict[int, str]
     provenance: Provenance = field(default_factory=Provenance)
+    periodic: tuple[int, ...] = ()
+    """Axes along which the box wraps, its last slice joined to its first (a twin's box cut
+    from a coating periodic in-plane); a crop or a scan is periodic along none."""
 
     def __post_init__(self) -> None:
         labels = self.labels
@@ -69,6 +72,15 @@ class Microstructure:
             raise TwinError(f"labels must be uint8 phase ids, got dtype {labels.dtype}")
         if not (np.isfinite(self.voxel_size_um) and self.voxel_size_um > 0):
             raise TwinError(f"voxel_size_um must be a positive number, got {self.voxel_size_um}")
+        if not (
+            isinstance(self.periodic, tuple)
+            and all(isinstance(a, int) and 0 <= a < labels.ndim for a in self.periodic)
+            and list(self.periodic) == sorted(set(self.periodic))
+        ):
+            raise TwinError(
+                f"periodic must be a sorted tuple of distinct axes below {labels.ndim}, got "
+                f"{self.periodic!r}"
+            )
         present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
         unnamed = sorted(set(present.tolist()) - set(self.phases))
         if unnamed:
@@ -158,12 +170,14 @@ class Microstructure:
         if meta.get("format") == _FORMAT:
             phases = {int(k): str(v) for k, v in meta["phases"].items()}
             provenance = Provenance(**meta["provenance"])
+            periodic = tuple(meta.get("periodic", ()))
         else:
             phases = {int(v): f"phase_{v}" for v in np.unique(labels)}
             provenance = Provenance(source=str(path))
+            periodic = ()
         size, assumed = voxel_size(voxel_size_um, stored_size, provenance.assumed)
         provenance = provenance.model_copy(update={"assumed": assumed})
-        return cls(labels, size, phases, provenance)
+        return cls(labels, size, phases, provenance, periodic)
 
     def _meta(self) -> dict[str, Any]:
         return {
@@ -171,6 +185,7 @@ class Microstructure:
             "voxel_size_um": self.voxel_size_um,
             "phases": {str(k): v for k, v in self.phases.items()},
             "provenance": self.provenance.model_dump(),
+            "periodic": list(self.periodic),
         }
 
 

@@ -62,7 +62,9 @@ def critic_evaluate(args: argparse.Namespace) -> int:
     chain = get_chain(args.chain, **{key: value for key, value in options.items() if value})
     micro = Microstructure.load(args.file, voxel_size_um=args.voxel_size_um)
     if args.phases:
-        micro = Microstructure(micro.labels, micro.voxel_size_um, args.phases, micro.provenance)
+        micro = Microstructure(
+            micro.labels, micro.voxel_size_um, args.phases, micro.provenance, micro.periodic
+        )
     result = chain.evaluate(micro)
     warn_assumed(micro.provenance.assumed, args.file)
     if args.json:

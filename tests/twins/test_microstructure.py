@@ -27,7 +27,7 @@ def micro() -> Microstructure:
         seed=7,
         version="0.1.0",
     )
-    return Microstructure(labels, 0.37, dict(PHASES), provenance)
+    return Microstructure(labels, 0.37, dict(PHASES), provenance, periodic=(0, 1))
 
 
 def assert_same(a: Microstructure, b: Microstructure) -> None:
@@ -36,6 +36,7 @@ def assert_same(a: Microstructure, b: Microstructure) -> None:
     assert b.voxel_size_um == a.voxel_size_um
     assert b.phases == a.phases
     assert b.provenance == a.provenance
+    assert b.periodic == a.periodic
 
 
 # --- round trips ------------------------------------------------------------------------
@@ -185,6 +186,12 @@ def test_labels_with_an_unnamed_phase_are_rejected() -> None:
 def test_invalid_microstructures(labels: np.ndarray, size: float, message: str) -> None:
     with pytest.raises(TwinError, match=message):
         Microstructure(labels, size, dict(PHASES))
+
+
+@pytest.mark.parametrize("periodic", [(2,), (1, 0), (0, 0), (-1,), [0]])
+def test_periodic_axes_must_be_axes_of_the_image(periodic: tuple[int, ...]) -> None:
+    with pytest.raises(TwinError, match="periodic must be a sorted tuple of distinct axes"):
+        Microstructure(np.zeros((4, 4), dtype=np.uint8), 1.0, dict(PHASES), periodic=periodic)
 
 
 def test_phase_fractions(micro: Microstructure) -> None:

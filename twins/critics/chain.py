@@ -3,6 +3,7 @@
 A chain is what campaigns and environments call: ``get_chain("electrode").evaluate(micro)``
 returns every property with its unit, the named objectives, per-stage timings and the
 resolution it scored at (τ depends on voxels per particle, so candidates are compared at one).
+Transport wraps across the axes along which the structure is periodic (``Microstructure.periodic``).
 
 Axes are named by array index: x = 0, y = 1, z = 2 (z is through the thickness in every twin).
 Keys: ``tau_<phase>_<axis>`` and ``deff_<phase>_<axis>`` (relative D_eff/D0) from the voxel
@@ -250,7 +251,7 @@ def diffusion_stage(
         for name in names:
             mask = micro.labels == micro.phase_id(name)
             for axis, letter in _axes(axes):
-                result = tortuosity(mask, axis, **_cap(max_iterations))
+                result = tortuosity(mask, axis, periodic=micro.periodic, **_cap(max_iterations))
                 key = f"{phase_key(name)}_{letter}"
                 found[f"tau_{key}"] = result.tau
                 found[f"deff_{key}"] = result.d_eff
@@ -267,7 +268,7 @@ def solid_tortuosity_stage(axes: Sequence[str], max_iterations: int | None = Non
         found: Properties = {}
         solid = micro.labels != micro.phase_id("pore")
         for axis, letter in _axes(axes):
-            result = tortuosity(solid, axis, **_cap(max_iterations))
+            result = tortuosity(solid, axis, periodic=micro.periodic, **_cap(max_iterations))
             found[f"tau_solid_{letter}"] = result.tau
             _record(diagnostics, f"tau_solid_{letter}", result)
         return found
@@ -289,7 +290,9 @@ def conduction_stage(
         present = set(micro.phases.values())
         sigmas = {micro.phase_id(n): s for n, s in sigmas_s_m.items() if n in present}
         for axis, letter in _axes(axes):
-            result = conductivity(micro.labels, sigmas, axis, **_cap(max_iterations))
+            result = conductivity(
+                micro.labels, sigmas, axis, periodic=micro.periodic, **_cap(max_iterations)
+            )
             found[f"sigma_eff_{label}_{letter}_s_m"] = result.sigma_eff
             _record(diagnostics, f"sigma_eff_{label}_{letter}", result)
         return found

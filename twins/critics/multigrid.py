@@ -121,9 +121,11 @@ class Stencil:
 
     ``faces`` are the conductances between neighbours across each axis, shaped (L - 1, ny, nz),
     (L, ny - 1, nz) and (L, ny, nz - 1); ``inlet`` and ``outlet`` (ny, nz) join the first slice
-    and slice ``outlet_slice`` to fixed potentials outside. A voxel with no conductance at all
-    (an insulator, a voxel off the percolating cluster, padding) has an all-zero row and column:
-    whatever it holds never reaches another voxel, so no mask is needed anywhere.
+    and slice ``outlet_slice`` to fixed potentials outside. ``wraps`` maps an axis along which
+    the box is periodic to the conductances joining its slice ``last`` to its first one
+    (shaped like a slice) and ``last``. A voxel with no conductance at all (an insulator, a
+    voxel off the percolating cluster, padding) has an all-zero row and column: whatever it
+    holds never reaches another voxel, so no mask is needed anywhere.
     """
 
     def __init__(
@@ -133,9 +135,12 @@ class Stencil:
         inlet: Array,
         outlet: Array,
         outlet_slice: int,
+        wraps: dict[int, tuple[Array, int]] | None = None,
     ) -> None:
         self.xp, self.faces = xp, faces
         self.inlet, self.outlet, self.outlet_slice = inlet, outlet, outlet_slice
+        self.wraps = {axis: wrap for axis, wrap in (wraps or {}).items() if wrap[1] > 0}
+        """A slice wrapped onto itself (a side of one voxel or block) joins nothing."""
         self.shape = (faces[0].shape[0] + 1, faces[1].shape[1] + 1, faces[2].shape[2] + 1)
         self.work = _zeros(xp, faces[0], self.shape)
         """Room for one face flux per voxel: the products run without box-sized temporaries,
@@ -153,6 +158,11 @@ class Stencil:
             flux *= g
             out[lower] -= flux
             out[upper] += flux
+        for axis, (g, last) in self.wraps.items():
+            first, end = layer(axis, 0), layer(axis, last)
+            flux = g * (x[end] - x[first])
+            out[end] -= flux
+            out[first] += flux
         return out
 
     def product(self, x: Array, out: Array) -> Array:
@@ -175,6 +185,9 @@ class Stencil:
             d[upper] += g
         d[0] += self.inlet
         d[self.outlet_slice] += self.outlet
+        for axis, (g, last) in self.wraps.items():
+            d[layer(axis, 0)] += g
+            d[layer(axis, last)] += g
         return d
 
     def coarsened(self) -> Stencil:
@@ -198,7 +211,17 @@ class Stencil:
             for side in (self.inlet, self.outlet)
         )
         outlet_slice = self.outlet_slice // blocks[0]
-        return Stencil(xp, (faces[0], faces[1], faces[2]), inlet, outlet, outlet_slice)
+        wraps = {}
+        for axis, (g, last) in self.wraps.items():
+            in_plane = tuple(b for a, b in enumerate(blocks) if a != axis)
+            section = tuple(n for a, n in enumerate(coarse) if a != axis)
+            wraps[axis] = (_padded(xp, _block_sum(xp, g, in_plane), section), last // blocks[axis])
+        return Stencil(xp, (faces[0], faces[1], faces[2]), inlet, outlet, outlet_slice, wraps)
+
+
+def layer(axis: int, index: int) -> tuple[slice | int, ...]:
+    """Index of slice ``index`` across ``axis``."""
+    return (slice(None),) * axis + (index,)
 
 
 def _block_sum(xp: Any, a: Array, blocks: tuple[int, ...]) -> Array:
@@ -309,7 +332,11 @@ def _add_prolonged(xp: Any, coarse: Array, x: Array) -> None:
 
 
 def _red_black(xp: Any, stencil: Stencil) -> tuple[Array, Array]:
-    """The inverse diagonal on the red voxels (even index sum) and on the black ones."""
+    """The inverse diagonal on the red voxels (even index sum) and on the black ones.
+
+    Across a periodic axis of odd length the first and last slices share a colour: a half-sweep
+    updates both sides of those faces at once (a Jacobi step there), which the K-cycle's
+    flexible CG absorbs."""
     d = stencil.diagonal()
     inverse = xp.where(d > 0, 1 / xp.where(d > 0, d, xp.ones_like(d)), xp.zeros_like(d))
     odd = [xp.arange(n, device=device(d)) % 2 == 1 for n in stencil.shape]
@@ -332,5 +359,10 @@ def _dense_inverse(xp: Any, stencil: Stencil) -> Array:
         a, b = index[lower].ravel(), index[upper].ravel()
         matrix[a, b] -= g.ravel()
         matrix[b, a] -= g.ravel()
+    for axis, (g, last) in stencil.wraps.items():
+        a, b = index[layer(axis, last)].ravel(), index[layer(axis, 0)].ravel()
+        g = np.asarray(to_numpy(g), dtype=np.float64).ravel()
+        matrix[a, b] -= g
+        matrix[b, a] -= g
     inverse = xp.asarray(np.linalg.inv(matrix), device=device(stencil.work))
     return xp.astype(inverse, stencil.work.dtype)

@@ -22,7 +22,9 @@ How the uncertainty is made trustworthy:
 Targets are learnt in log space where they are positive and span decades (τ, D_eff, σ_eff, k)
 and standardised. Every flip of the box is a structure with the same properties, and swapping
 its in-plane axes x and y swaps only the x and y properties: training flips and swaps each batch
-at random, sixteen exact copies of every structure. Each member's mean and variance learn from
+at random, sixteen exact copies of every structure. Where the box is periodic (the twins'
+coatings are in-plane, and the chain's transport wraps there) so are the convolutions, and
+every roll of the box along those axes is one more copy: 40 × 40 of a 40³ screening box. Each member's mean and variance learn from
 separate terms (as Stirn et al. 2023 advise): the mean from its squared error weighed by the
 variance to the power ``BETA - 1`` (β-NLL, Seitzer et al. 2022; the plain likelihood's weight
 1/variance let a member explain a hard property by a wide variance instead of learning its
@@ -50,7 +52,7 @@ from poreloop.twins.critics.chain import Chain, ChainResult
 from poreloop.twins.errors import CriticError
 from poreloop.twins.microstructure import Microstructure, Provenance
 
-FORMAT = 1
+FORMAT = 2
 """Version of the saved model file; ``load`` refuses other versions."""
 WHAT = "neural critic"
 COVERAGE = 0.9
@@ -83,7 +85,8 @@ class TrainingSet:
     """(structure, chain result) pairs of one twin, chain, box and phase set, as arrays.
 
     ``values`` holds every property of every result (NaN where a result lacks it);
-    ``ok`` whether the chain scored the structure cleanly. Saved as ``.npz``.
+    ``ok`` whether the chain scored the structure cleanly; ``periodic`` the axes along which
+    every structure wraps (the first one's). Saved as ``.npz``.
     """
 
     twin: str
@@ -93,6 +96,7 @@ class TrainingSet:
     voxel_size_um: list[float] = field(default_factory=list)
     values: list[dict[str, float]] = field(default_factory=list)
     ok: list[bool] = field(default_factory=list)
+    periodic: tuple[int, ...] = ()
 
     def add(self, micro: Microstructure, result: ChainResult) -> None:
         if micro.phases != self.phases:
@@ -101,6 +105,12 @@ class TrainingSet:
             raise CriticError(
                 f"training structures are {self.labels[0].shape}, not {micro.shape}: one box size"
             )
+        if self.labels and micro.periodic != self.periodic:
+            raise CriticError(
+                f"training structures wrap along {_axes(self.periodic)}, this one along "
+                f"{_axes(micro.periodic)}: the chain scores them differently"
+            )
+        self.periodic = micro.periodic
         self.labels.append(np.ascontiguousarray(micro.labels))
         self.voxel_size_um.append(micro.voxel_size_um)
         self.values.append(dict(result.properties))
@@ -111,7 +121,11 @@ class TrainingSet:
 
     def structure(self, index: int) -> Microstructure:
         return Microstructure(
-            self.labels[index], self.voxel_size_um[index], self.phases, Provenance(twin=self.twin)
+            self.labels[index],
+            self.voxel_size_um[index],
+            self.phases,
+            Provenance(twin=self.twin),
+            self.periodic,
         )
 
     def column(self, key: str) -> np.ndarray:
@@ -132,7 +146,14 @@ class TrainingSet:
         keys = self.property_keys()
         np.savez_compressed(
             path,
-            meta=json.dumps({"twin": self.twin, "chain": self.chain, "phases": self.phases}),
+            meta=json.dumps(
+                {
+                    "twin": self.twin,
+                    "chain": self.chain,
+                    "phases": self.phases,
+                    "periodic": self.periodic,
+                }
+            ),
             keys=np.array(keys),
             labels=np.stack(self.labels),
             voxel_size_um=np.array(self.voxel_size_um),
@@ -161,6 +182,7 @@ class TrainingSet:
                         for row in rows
                     ],
                     [bool(v) for v in data["ok"]],
+                    tuple(meta.get("periodic", ())),
                 )
         except (OSError, ValueError, KeyError) as error:
             raise CriticError(f"'{path}' is not a poreloop training set ({error})") from None
@@ -179,6 +201,8 @@ class Trained:
     voxel_size_um: float
     phases: dict[str, str]
     """Phase id (as a string, JSON's keys) → name; input channel i is the i-th id."""
+    periodic: list[int]
+    """The axes along which the training boxes wrapped (and the chain's transport with them)."""
     properties: list[str]
     log_scaled: list[str]
     center: list[float]
@@ -199,10 +223,12 @@ class Trained:
     format: int = FORMAT
 
 
-def _network(members: int, inputs: int, width: int, outputs: int) -> Any:
+def _network(members: int, inputs: int, width: int, outputs: int, periodic: Sequence[int]) -> Any:
     """``members`` CNNs side by side as one grouped network: each sees the one-hot phases, and
     its head the pooled features, the phase fractions (exact, so porosity need not be learnt
-    from pooled features) and the coating thickness; each gives ``outputs`` numbers.
+    from pooled features) and the coating thickness; each gives ``outputs`` numbers. Every
+    convolution sees the box wrap along the ``periodic`` axes, as the chain's transport did,
+    and zeros beyond the other sides.
 
     Features are pooled two ways: the mean over the box, and per axis the harmonic mean along
     it of each slice's mean, as resistances add in series (the slowest slice limits transport
@@ -211,19 +237,32 @@ def _network(members: int, inputs: int, width: int, outputs: int) -> Any:
     from torch import nn
 
     m, features = members, 4 * width
+    # torch pads the last dimension first: (z, z, y, y, x, x)
+    wrapped = tuple(int(axis in periodic) for axis in (2, 2, 1, 1, 0, 0))
+    walled = tuple(1 - n for n in wrapped)
+
+    class Pad(nn.Module):
+        def forward(self, box: torch.Tensor) -> torch.Tensor:
+            if any(wrapped):
+                box = nn.functional.pad(box, wrapped, mode="circular")
+            return nn.functional.pad(box, walled)
 
     class Ensemble(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             w = width
             self.trunk = nn.Sequential(
-                nn.Conv3d(m * inputs, m * w, 3, stride=2, padding=1, groups=m),
+                Pad(),
+                nn.Conv3d(m * inputs, m * w, 3, stride=2, groups=m),
                 nn.SiLU(),
-                nn.Conv3d(m * w, m * 2 * w, 3, stride=2, padding=1, groups=m),
+                Pad(),
+                nn.Conv3d(m * w, m * 2 * w, 3, stride=2, groups=m),
                 nn.SiLU(),
-                nn.Conv3d(m * 2 * w, m * features, 3, stride=2, padding=1, groups=m),
+                Pad(),
+                nn.Conv3d(m * 2 * w, m * features, 3, stride=2, groups=m),
                 nn.SiLU(),
-                nn.Conv3d(m * features, m * features, 3, padding=1, groups=m),
+                Pad(),
+                nn.Conv3d(m * features, m * features, 3, groups=m),
             )
             self.heads = nn.Sequential(  # 1x1x1 grouped convolutions: one MLP per member
                 nn.Conv3d(m * (4 * features + 1 + inputs), m * features, 1, groups=m),
@@ -277,7 +316,11 @@ class NeuralCritic:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.ids = [int(k) for k in trained.phases]
         self.model = _network(
-            trained.members, len(self.ids), trained.width, 2 * len(trained.properties) + 1
+            trained.members,
+            len(self.ids),
+            trained.width,
+            2 * len(trained.properties) + 1,
+            trained.periodic,
         ).to(self.device)
         if state is not None:
             self.model.load_state_dict(state)
@@ -299,6 +342,11 @@ class NeuralCritic:
             raise CriticError(
                 f"this neural critic was trained on {'x'.join(map(str, t.shape))} boxes, the "
                 f"structure is {'x'.join(map(str, micro.shape))}"
+            )
+        if list(micro.periodic) != t.periodic:
+            raise CriticError(
+                f"this neural critic was trained on boxes that wrap along {_axes(t.periodic)}, "
+                f"the structure wraps along {_axes(micro.periodic)}"
             )
         if abs(micro.voxel_size_um / t.voxel_size_um - 1) > VOXEL_SIZE_RTOL:
             raise CriticError(
@@ -375,6 +423,11 @@ class NeuralCritic:
     @classmethod
     def load(cls, path: str | Path) -> NeuralCritic:
         return weights.load(path, WHAT, Trained, FORMAT, cls)
+
+
+def _axes(periodic: Sequence[int]) -> str:
+    """Axes as the error messages name them: 'x, y', or 'no axis'."""
+    return ", ".join("xyz"[axis] for axis in periodic) or "no axis"
 
 
 def _share(micro: Microstructure) -> float:
@@ -472,6 +525,7 @@ def train(
         shape=list(data.labels[0].shape),
         voxel_size_um=float(np.median(data.voxel_size_um)),
         phases={str(k): v for k, v in data.phases.items()},
+        periodic=list(data.periodic),
         properties=properties,
         log_scaled=log_scaled,
         center=center.tolist(),
@@ -513,11 +567,13 @@ def _fit(
     log: Callable[[str], None] | None,
 ) -> None:
     """Adam on every known target's mean and variance terms and the ok head's cross-entropy;
-    each member weighs each example by its own Poisson(1) draw (an online bootstrap)."""
+    each member weighs each example by its own Poisson(1) draw (an online bootstrap). Each
+    batch is flipped, swapped and, along the periodic axes, rolled at random."""
     import torch
 
     rng = np.random.default_rng(seed)
     members, n = critic.trained.members, len(critic.properties)
+    periodic = critic.trained.periodic
     mirror = [n if j is None else j for j in _axes_swapped(critic.properties)]
     swapped = torch.tensor(mirror, device=z.device)
     unknown = torch.full((len(z), 1), math.nan, device=z.device)
@@ -534,6 +590,9 @@ def _fit(
             flips = [d + 2 for d in range(3) if rng.random() < 0.5]
             if flips:
                 onehot = onehot.flip(flips)
+            if periodic:
+                shifts = [int(rng.integers(onehot.shape[axis + 2])) for axis in periodic]
+                onehot = onehot.roll(shifts, [axis + 2 for axis in periodic])
             target = z[chunk, :n]
             if rng.random() < 0.5:
                 onehot, target = onehot.transpose(2, 3), z[chunk][:, swapped]

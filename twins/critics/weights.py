@@ -49,13 +49,15 @@ def load(
         raise TwinError(f"no {what} at '{path}'; train one first")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        trained = trained_type(**json.loads(saved["trained"]))
+        meta = json.loads(saved["trained"])
+        found = meta.get("format")
+        if found == version:  # another format's fields are not this one's
+            trained = trained_type(**meta)
     except Exception as error:  # any unreadable file is the same user mistake
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise TwinError(
             f"'{path}' is not a poreloop {what} ({type(error).__name__}: {reason})"
         ) from None
-    found = getattr(trained, "format", None)
     if found != version:
         raise TwinError(
             f"'{path}' is a {what} of format {found}; this poreloop reads format {version}: "

@@ -39,6 +39,8 @@ class Twin(ABC):
     phases: ClassVar[dict[int, str]]
     space: ClassVar[ParameterSpace]
     dims: ClassVar[tuple[int, ...]] = (3,)
+    periodic: ClassVar[tuple[int, ...]] = ()
+    """The axes along which the boxes it makes wrap (``Microstructure.periodic``)."""
 
     def generate(
         self,
@@ -55,7 +57,10 @@ class Twin(ABC):
                 f"expected uint8 of shape {shape} — a bug in the twin"
             )
         provenance = Provenance(twin=self.name, recipe=recipe, seed=seed, version=package_version())
-        return Microstructure(labels, float(recipe["voxel_size_um"]), dict(self.phases), provenance)
+        periodic = tuple(axis for axis in self.periodic if axis < len(shape))
+        return Microstructure(
+            labels, float(recipe["voxel_size_um"]), dict(self.phases), provenance, periodic
+        )
 
     @classmethod
     def describe(cls) -> dict[str, Any]:

@@ -65,6 +65,7 @@ class ElectrodeTwin(Twin):
     """Li-ion electrode (pore, active material, carbon-binder domain) from a process recipe."""
 
     name = "li_ion_electrode"
+    periodic = (0, 1)
     phases: ClassVar[dict[int, str]] = {PORE: "pore", ACTIVE: "active", CBD: "cbd"}
     space = ParameterSpace(
         parameters=(

@@ -319,6 +319,7 @@ class ReconstructionTwin(Twin):
     phases = {0: "pore", 1: "solid"}
     space = _space(1.0)
     dims = (2, 3)
+    periodic = (0, 1, 2)
 
     def __init__(self, reference: Microstructure | None = None, phase: int = 0) -> None:
         self.reference = reference

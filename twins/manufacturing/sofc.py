@@ -62,6 +62,7 @@ class SOFCAnodeTwin(Twin):
     """Ni–YSZ cermet SOFC anode (pore, Ni, YSZ) from a powder and sintering recipe."""
 
     name = "sofc_anode"
+    periodic = (0, 1)
     phases: ClassVar[dict[int, str]] = {PORE: "pore", NI: "ni", YSZ: "ysz"}
     space = ParameterSpace(
         parameters=(

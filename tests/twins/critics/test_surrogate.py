@@ -92,10 +92,12 @@ def test_a_saved_critic_predicts_alike_and_refuses_other_structures(critic, test
     micro = test_set.structure(0)
     other_phases = Microstructure(micro.labels, 0.5, {0: "pore", 1: "solid", 2: "cbd"})
     bigger = Microstructure(np.zeros((24, 24, 24), np.uint8), 0.5, micro.phases)
-    finer = Microstructure(micro.labels, 0.25, micro.phases)
+    walled = Microstructure(micro.labels, 0.5, micro.phases)  # a scan, say: it does not wrap
+    finer = Microstructure(micro.labels, 0.25, micro.phases, periodic=micro.periodic)
     for structure, message in [
         (other_phases, "trained on phases"),
         (bigger, "trained on 20x20x20 boxes, the structure is 24x24x24"),
+        (walled, "trained on boxes that wrap along x, y, the structure wraps along no axis"),
         (finer, "trained at 0.5 um voxels, the structure has 0.25 um"),
     ]:
         with pytest.raises(CriticError, match=message):
@@ -147,6 +149,10 @@ def test_a_training_set_round_trips_and_keeps_its_calibration_split(training, tm
     training.save(path)
     again = surrogate.TrainingSet.load(path)
     assert again.digest() == training.digest() and again.ok == training.ok
+    assert again.periodic == training.periodic == (0, 1)
+    unwrapped = Microstructure(training.labels[0], 0.5, training.phases)
+    with pytest.raises(CriticError, match="wrap along x, y, this one along no axis"):
+        again.add(unwrapped, get_chain("electrode", cell=False).evaluate(unwrapped))
     split = surrogate.held_out(training)
     assert 10 <= split.sum() <= 30  # about a fifth of 100
     grown = surrogate.TrainingSet.load(path)
