@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from poreloop.agent.cli.types import axes, phase_names, positive_float, positive_int
+from poreloop.agent.cli.types import (
+    axes,
+    periodic_axes,
+    phase_names,
+    positive_float,
+    positive_int,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -42,6 +49,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--axes", type=axes, help="axes to solve along, e.g. z or x,y,z")
     evaluate.add_argument(
+        "--periodic",
+        type=periodic_axes,
+        help="axes along which the box wraps (a periodic volume), e.g. x,y, or none; default: "
+        "what the file says (the twins' files say it, foreign files wrap nowhere)",
+    )
+    evaluate.add_argument(
         "--voxel-size-um", type=positive_float, help="voxel size in µm, overriding the file's"
     )
     evaluate.add_argument(
@@ -61,10 +74,8 @@ def critic_evaluate(args: argparse.Namespace) -> int:
     options = {"axes": args.axes, "max_iterations": args.max_iterations}
     chain = get_chain(args.chain, **{key: value for key, value in options.items() if value})
     micro = Microstructure.load(args.file, voxel_size_um=args.voxel_size_um)
-    if args.phases:
-        micro = Microstructure(
-            micro.labels, micro.voxel_size_um, args.phases, micro.provenance, micro.periodic
-        )
+    given = {"phases": args.phases, "periodic": args.periodic}
+    micro = replace(micro, **{key: value for key, value in given.items() if value is not None})
     result = chain.evaluate(micro)
     warn_assumed(micro.provenance.assumed, args.file)
     if args.json:

@@ -61,6 +61,18 @@ def axes(text: str) -> tuple[str, ...]:
     return found
 
 
+def periodic_axes(text: str) -> tuple[int, ...]:
+    """``x,y`` → (0, 1); ``none`` → ()."""
+    if text.strip() == "none":
+        return ()
+    try:
+        return tuple(sorted({"xyz".index(a) for a in axes(text)}))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected axes among x,y,z like x,y, or none, got '{text}'"
+        ) from None
+
+
 def shape(text: str) -> tuple[int, ...]:
     try:
         return tuple(positive_int(part) for part in text.split(","))

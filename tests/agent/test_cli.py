@@ -506,6 +506,28 @@ def test_a_voxel_size_nobody_gave_is_said_to_be_assumed(
     assert json.loads(out)["voxel_size_um"] == 0.5
 
 
+def test_a_twin_s_file_wraps_where_the_twin_s_boxes_do_unless_told_otherwise(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from poreloop.twins.manufacturing.electrode import ElectrodeTwin
+
+    path = (
+        ElectrodeTwin()
+        .generate({"voxel_size_um": 0.5}, shape=(24, 24, 24))
+        .save(tmp_path / "electrode.tif")
+    )
+    taus = {}
+    for periodic in ([], ["--periodic", "x,y"], ["--periodic", "none"]):
+        code, out, _ = run(
+            capsys, "critic", "evaluate", str(path), "--axes", "z", "--json", *periodic
+        )
+        assert code == 0
+        taus[tuple(periodic)] = json.loads(out)["properties"]["tau_pore_z"]
+    assert taus[()] == taus[("--periodic", "x,y")] != taus[("--periodic", "none")]
+    code, _, err = run(capsys, "critic", "evaluate", str(path), "--periodic", "xy")
+    assert code == 2 and "expected axes among x,y,z like x,y, or none, got 'xy'" in err
+
+
 # --- grey-value scans -------------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@
 A chain is what campaigns and environments call: ``get_chain("electrode").evaluate(micro)``
 returns every property with its unit, the named objectives, per-stage timings and the
 resolution it scored at (τ depends on voxels per particle, so candidates are compared at one).
-Transport wraps across the axes along which the structure is periodic (``Microstructure.periodic``).
+Transport wraps across the axes along which the structure is periodic
+(``Microstructure.periodic``).
 
 Axes are named by array index: x = 0, y = 1, z = 2 (z is through the thickness in every twin).
 Keys: ``tau_<phase>_<axis>`` and ``deff_<phase>_<axis>`` (relative D_eff/D0) from the voxel

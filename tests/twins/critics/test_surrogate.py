@@ -4,6 +4,7 @@ chain, its intervals cover held-out structures, and it saves, loads, refuses and
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -164,7 +165,9 @@ def test_a_training_set_round_trips_and_keeps_its_calibration_split(training, tm
 
 
 def test_refining_continues_from_the_weights_on_more_data(critic, training, test_set) -> None:
-    more = surrogate.TrainingSet(training.twin, training.chain, training.phases)
+    more = surrogate.TrainingSet(
+        training.twin, training.chain, training.phases, periodic=training.periodic
+    )
     for data in (training, test_set):
         more.labels += data.labels
         more.voxel_size_um += data.voxel_size_um
@@ -174,6 +177,9 @@ def test_refining_continues_from_the_weights_on_more_data(critic, training, test
     assert refined.trained.examples == 160 and refined.trained.members == 3
     with pytest.raises(CriticError, match="same properties"):
         surrogate.train(more, ["porosity"], epochs=1, start=critic)
+    walled = replace(more, periodic=())
+    with pytest.raises(CriticError, match="phases and wrapping"):
+        surrogate.train(walled, PROPERTIES, epochs=1, start=critic)
 
 
 def test_the_cli_evaluates_a_structure_file(critic, test_set, tmp_path, capsys) -> None:
