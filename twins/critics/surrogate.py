@@ -52,7 +52,7 @@ import numpy as np
 from scipy.special import expit
 
 from poreloop.twins.critics import weights
-from poreloop.twins.critics.chain import Chain, ChainResult
+from poreloop.twins.critics.chain import AXES, Chain, ChainResult
 from poreloop.twins.errors import CriticError
 from poreloop.twins.microstructure import Microstructure, Provenance
 
@@ -432,7 +432,7 @@ class NeuralCritic:
 
 def _axes(periodic: Sequence[int]) -> str:
     """Axes as the error messages name them: 'x, y', or 'no axis'."""
-    return ", ".join("xyz"[axis] for axis in periodic) or "no axis"
+    return ", ".join(AXES[axis] for axis in periodic) or "no axis"
 
 
 def _share(micro: Microstructure) -> float:
