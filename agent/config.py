@@ -95,7 +95,7 @@ class SurrogateSettings(_Strict):
         description="physics answers that extend its training set before it is refined; 0: never",
     )
     refine_epochs: PositiveInt = Field(default=20, description="epochs of each refinement")
-    structures: PositiveInt = Field(default=320, description="`surrogate train`: structures")
+    structures: PositiveInt = Field(default=480, description="`surrogate train`: structures")
     members: PositiveInt = Field(default=5, description="`surrogate train`: ensemble members")
     epochs: PositiveInt = Field(default=200, description="`surrogate train`: training epochs")
 

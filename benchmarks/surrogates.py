@@ -2,7 +2,7 @@
 
 Neural critic: the deep ensemble of ``twins.critics.surrogate``, trained as ``poreloop surrogate
 train CONFIG`` trains it (structures spread over the campaign's design space, made and scored
-by the physics chain on Ray), against that chain on structures from other recipes: R² and mean
+by the physics chain on Ray, in 48³ boxes unless ``--critic-edge`` says otherwise), against that chain on structures from other recipes: R² and mean
 absolute error per property, the coverage of its 90 % intervals, and its time per structure
 beside the chain's (both in this process, at the same torch threads).
 
@@ -18,8 +18,9 @@ cycle life predicted from the first 100 cycles against the true life, beside Sev
 variance model (log life linear in log var ΔQ alone) and a constant predictor.
 
     .venv/bin/python -m benchmarks.surrogates [--parts critic segmentation lifetime generator]
-        [--config configs/electrode-fast.yaml] [--critic-structures 320] [--critic-test 200]
-        [--epochs 200] [--edge 48] [--train-structures 6] [--test-structures 3] [--steps 2400]
+        [--config configs/electrode-fast.yaml] [--critic-edge 48] [--critic-structures 480]
+        [--critic-test 200] [--epochs 200] [--edge 48] [--train-structures 6]
+        [--test-structures 3] [--steps 2400]
         [--life-cells 400] [--life-test 200] [--early-cycles 100] [--gan-edge 128]
         [--gan-steps 1500] [--seed 0] [--json PATH]
 
@@ -30,10 +31,11 @@ Generator: the ``gan`` twin's SliceGAN generator (``twins.manufacturing.gan``, s
 a 3D critic) trained on one electrode-twin structure, against that image: phase fractions, the
 two-point correlation of the pore (largest deviation per unit porosity, up to a quarter of the
 edge) and the pore tortuosity through the thickness, of realisations as large as the image and
-twice its edge, beside the twin's own other realisations of the image's recipe. The image is
-128³ by default: at 64³ one box of the electrode holds too few particles for its τ to speak for
-the structure (the twin's own 64³ boxes of one recipe range over 3.1-7.4 in τ, its 128³ boxes
-over 2.8-3.0), so no generator could be judged by τ against it.
+twice its edge (judged by their mean), beside the twin's own other realisations of the image's
+recipe at each size. The image is 128³ by default: at 64³ one box of the electrode holds too
+few particles for its τ to speak for the structure (the twin's own 64³ boxes of one recipe range
+over 3.1-7.4 in τ, its 128³ boxes over 2.8-3.0), so no generator could be judged by τ against
+it.
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ class CriticTiming:
 
 
 def bench_critic(
-    config_path: str, structures: int, tests: int, epochs: int, members: int, seed: int
+    config_path: str, edge: int, structures: int, tests: int, epochs: int, members: int, seed: int
 ) -> tuple[list[CriticRow], CriticTiming]:
     from poreloop.agent.cluster import ScreeningPool, connect
     from poreloop.agent.config import load_config
@@ -192,7 +194,10 @@ def bench_critic(
     from poreloop.twins.critics.chain import get_chain, unit_of
 
     config = load_config(config_path)
-    shape = (config.screening.size,) * 3
+    config = config.model_copy(
+        update={"screening": config.screening.model_copy(update={"size": edge})}
+    )
+    shape = (edge,) * 3
     start = time.perf_counter()
     with connect(num_cpus=config.ray.num_cpus) as cluster:
         workers = max(int(cluster.cpus), 1)
@@ -339,9 +344,9 @@ def run_segmentation(args: argparse.Namespace) -> tuple[list[str], list[Segmenta
 def critic_notes(args: argparse.Namespace, timing: CriticTiming, tests: int) -> list[str]:
     return [
         f"neural critic: {args.members} 3D CNNs trained {args.epochs} epochs as `poreloop "
-        f"surrogate train {args.config}` trains them, on {timing.training_structures} structures "
-        f"of its design space (Sobol, seed {args.seed}; a fifth held out to calibrate the "
-        f"intervals), tested on {tests} structures of other recipes (seed {args.seed + 1}); "
+        f"surrogate train {args.config}` trains them, on {timing.training_structures} "
+        f"{args.critic_edge}^3 structures of its design space (Sobol, seed {args.seed}; a third "
+        f"held out to calibrate the intervals), tested on {tests} structures of other recipes (seed {args.seed + 1}); "
         f"making and scoring both sets on Ray {timing.making_s:.0f} s, training "
         f"{timing.training_s:.0f} s on this machine",
         "R2 on the scale each property is learnt on: logarithms of tau, deff, sigma_eff and k "
@@ -448,8 +453,10 @@ class GeneratorRow:
 
 
 TWIN_REFERENCES = 3
-"""Other realisations of the training image's recipe by the twin itself: how far τ and S2 of
-one box differ from the image's when nothing is learnt."""
+"""Other realisations of the training image's recipe by the twin itself, at each size: how far
+τ and S2 of one box differ from the image's when nothing is learnt."""
+GENERATED = 4
+"""Generated realisations at each size, judged by their mean."""
 
 
 def bench_generator(edge: int, steps: int, seed: int) -> tuple[list[GeneratorRow], list[str]]:
@@ -488,13 +495,15 @@ def bench_generator(edge: int, steps: int, seed: int) -> tuple[list[GeneratorRow
         )
 
     rows = [GeneratorRow(f"training image {edge}^3", 1, fractions, None, tau, (tau, tau))]
-    log(f"generator: {TWIN_REFERENCES} other twin realisations at {edge}^3")
-    others = [twin.generate(shape=(edge,) * 3, seed=seed + 1 + i) for i in range(TWIN_REFERENCES)]
-    rows.append(row(f"twin, other seeds {edge}^3", [judged(m.labels) for m in others]))
     rng = np.random.default_rng(seed + 1)
-    for size, count in ((edge, 4), (2 * edge, 1)):
-        log(f"generator: {count} realisations at {size}^3")
-        made = [judged(ids_of(generator.realise((size,) * 3, rng), ids)) for _ in range(count)]
+    for size in (edge, 2 * edge):
+        log(f"generator: {TWIN_REFERENCES} other twin realisations at {size}^3")
+        others = [
+            twin.generate(shape=(size,) * 3, seed=seed + 1 + i) for i in range(TWIN_REFERENCES)
+        ]
+        rows.append(row(f"twin, other seeds {size}^3", [judged(m.labels) for m in others]))
+        log(f"generator: {GENERATED} realisations at {size}^3")
+        made = [judged(ids_of(generator.realise((size,) * 3, rng), ids)) for _ in range(GENERATED)]
         generated = row(f"generated {size}^3", made)
         met = (
             abs(generated.fractions[0] - fractions[0]) <= TARGET_GENERATOR["porosity"]
@@ -564,7 +573,10 @@ def main(argv: list[str] | None = None) -> None:
         default=["critic", "segmentation", "lifetime", "generator"],
     )
     parser.add_argument("--config", default="configs/electrode-fast.yaml", help="campaign YAML")
-    parser.add_argument("--critic-structures", type=int, default=320, help="training structures")
+    parser.add_argument(
+        "--critic-edge", type=int, default=48, help="critic structure edge (the config's box aside)"
+    )
+    parser.add_argument("--critic-structures", type=int, default=480, help="training structures")
     parser.add_argument("--critic-test", type=int, default=200, help="test structures")
     parser.add_argument("--epochs", type=int, default=200, help="neural critic epochs")
     parser.add_argument("--members", type=int, default=5, help="neural critic networks")
@@ -587,8 +599,8 @@ def main(argv: list[str] | None = None) -> None:
     tables = []
     if "critic" in args.parts:
         critic_rows, timing = bench_critic(
-            args.config, args.critic_structures, args.critic_test, args.epochs, args.members,
-            args.seed,
+            args.config, args.critic_edge, args.critic_structures, args.critic_test, args.epochs,
+            args.members, args.seed,
         )  # fmt: skip
         notes += critic_notes(args, timing, args.critic_test)
         results |= {"critic": critic_rows, "critic_timing": timing}

@@ -24,9 +24,9 @@ def register(commands: argparse._SubParsersAction) -> None:
             "make and score them with its chain at its screening box and resolution on Ray, and "
             "train a deep ensemble of 3D CNNs on the pairs: a mean and a 90 % interval per "
             "property (porosity, tau, D_eff, sigma_eff, surface areas, the objectives), the "
-            "intervals calibrated on a fifth of the structures held out of training. Writes "
+            "intervals calibrated on a third of the structures held out of training. Writes "
             "MODEL.pt and its training set MODEL.npz; a campaign with screening.surrogate "
-            "uses them. Prints each property's R^2 and interval coverage on the held-out fifth. "
+            "uses them. Prints each property's R^2 and interval coverage on the held-out third. "
             "Uses CUDA when torch sees a GPU."
         ),
     )
