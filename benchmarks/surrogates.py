@@ -2,9 +2,10 @@
 
 Neural critic: the deep ensemble of ``twins.critics.surrogate``, trained as ``poreloop surrogate
 train CONFIG`` trains it (structures spread over the campaign's design space, made and scored
-by the physics chain on Ray, in 48³ boxes unless ``--critic-edge`` says otherwise), against that chain on structures from other recipes: R² and mean
-absolute error per property, the coverage of its 90 % intervals, and its time per structure
-beside the chain's (both in this process, at the same torch threads).
+by the physics chain on Ray, in 48³ boxes unless ``--critic-edge`` says otherwise), against that
+chain on structures from other recipes: R² and mean absolute error per property, the coverage
+of its 90 % intervals, and its time per structure beside the chain's (both in this process, at
+the same torch threads).
 
 Segmentation: a 3D U-Net (``twins.critics.segmentation_net``) trained on electrode-twin
 structures and their simulated scans, against multi-level Otsu (``multiotsu``) and the lab's
@@ -197,7 +198,7 @@ def bench_critic(
     config = config.model_copy(
         update={"screening": config.screening.model_copy(update={"size": edge})}
     )
-    shape = (edge,) * 3
+    shape = (config.screening.size,) * 3
     start = time.perf_counter()
     with connect(num_cpus=config.ray.num_cpus) as cluster:
         workers = max(int(cluster.cpus), 1)
@@ -346,7 +347,8 @@ def critic_notes(args: argparse.Namespace, timing: CriticTiming, tests: int) -> 
         f"neural critic: {args.members} 3D CNNs trained {args.epochs} epochs as `poreloop "
         f"surrogate train {args.config}` trains them, on {timing.training_structures} "
         f"{args.critic_edge}^3 structures of its design space (Sobol, seed {args.seed}; a third "
-        f"held out to calibrate the intervals), tested on {tests} structures of other recipes (seed {args.seed + 1}); "
+        f"held out to calibrate the intervals), tested on {tests} structures of other recipes "
+        f"(seed {args.seed + 1}); "
         f"making and scoring both sets on Ray {timing.making_s:.0f} s, training "
         f"{timing.training_s:.0f} s on this machine",
         "R2 on the scale each property is learnt on: logarithms of tau, deff, sigma_eff and k "
