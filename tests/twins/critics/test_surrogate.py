@@ -155,7 +155,7 @@ def test_a_training_set_round_trips_and_keeps_its_calibration_split(training, tm
     with pytest.raises(CriticError, match="wrap along x, y, this one along no axis"):
         again.add(unwrapped, get_chain("electrode", cell=False).evaluate(unwrapped))
     split = surrogate.held_out(training)
-    assert 20 <= split.sum() <= 47  # about a third of 100
+    assert 25 <= split.sum() <= 43  # about a third of 100 (two σ); a fifth would give about 20
     grown = surrogate.TrainingSet.load(path)
     extra = scored(5, seed=3)
     for index in range(len(extra)):
