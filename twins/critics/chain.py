@@ -342,18 +342,24 @@ def cell_stage(c_rates: Sequence[float]) -> Stage:
     return stage
 
 
+CELL_INPUTS = {
+    "porosity": "porosity",
+    "fraction_active": "active_fraction",
+    "fraction_cbd": "cbd_fraction",
+    "tau_pore_z": "tau_pore_z",
+    "tau_solid_z": "tau_solid_z",
+    "ssa_active_per_um": "ssa_active_per_um",
+    "thickness_um": "thickness_um",
+}
+"""The electrode chain's properties that its cell model reads → the cell model's names: effective
+properties from the structure, the thickness from the coating it represents."""
+
+
 def cell_properties(found: Properties) -> Properties:
-    """The electrode chain's properties as ``CellModel.evaluate`` reads them: effective
-    properties from the structure, the thickness from the coating it represents."""
-    return {
-        "porosity": found["porosity"],
-        "active_fraction": found["fraction_active"],
-        "cbd_fraction": found.get("fraction_cbd", 0.0),
-        "tau_pore_z": found["tau_pore_z"],
-        "tau_solid_z": found["tau_solid_z"],
-        "ssa_active_per_um": found["ssa_active_per_um"],
-        "thickness_um": found["thickness_um"],
-    }
+    """The electrode chain's properties as ``CellModel.evaluate`` reads them (a structure
+    without binder has none)."""
+    found = {"fraction_cbd": 0.0, **found}
+    return {name: found[key] for key, name in CELL_INPUTS.items()}
 
 
 def _generic(axes: Sequence[str] = tuple(AXES), max_iterations: int | None = None) -> Chain:

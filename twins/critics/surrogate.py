@@ -28,6 +28,14 @@ every roll of the box along those axes is one more copy: 40 × 40 of a 40³ scre
 them, learning the wrapped transport, R² of log τ_pore on 200 held-out electrode boxes went
 from 0.86 (walls, zero padding) to 0.90 (``benchmarks.surrogates``).
 
+The energy densities come from the chain's cell model, a smooth function of seven properties
+(``chain.CELL_INPUTS``). Learnt from the voxels directly, their knee (a thick, tortuous
+electrode that cannot carry 1C) rested on the few training structures near it: R² 0.80 at 1C.
+So the critic learns the cell model itself, from the training results' inputs and outputs
+(an MLP per member; R² 0.996 at 1C on the true inputs of 200 new structures), and composes it
+with its own predictions of the inputs: each member's Gaussian over them, drawn ``DRAWS``
+times, through its cell model.
+
 Each member's mean and variance learn from separate terms (as Stirn et al. 2023 advise): the
 mean from its squared error weighed by the variance to the power ``BETA - 1`` (β-NLL, Seitzer
 et al. 2022; the plain likelihood's weight 1/variance let a member explain a hard property by a
@@ -52,14 +60,14 @@ import numpy as np
 from scipy.special import expit
 
 from poreloop.twins.critics import weights
-from poreloop.twins.critics.chain import AXES, Chain, ChainResult
+from poreloop.twins.critics.chain import AXES, CELL_INPUTS, Chain, ChainResult
 from poreloop.twins.errors import CriticError
 from poreloop.twins.microstructure import Microstructure, Provenance
 
-FORMAT = 3
-"""Version of the saved model file; ``load`` refuses other versions. Format 3 holds out a third
-(``HELD_OUT``) where format 2 held out a fifth: refined, a format-2 critic would calibrate on
-structures it trained on."""
+FORMAT = 4
+"""Version of the saved model file; ``load`` refuses other versions. Format 4's heads read the
+series bounds (``_series_bounds``), which format 3's lack; format 3 held out a third
+(``HELD_OUT``) where format 2 held out a fifth."""
 WHAT = "neural critic"
 COVERAGE = 0.9
 """What the intervals promise: 90 % of true values inside."""
@@ -90,6 +98,17 @@ spikes of hundreds near the peak step size; one such step sent a whole ensemble 
 BETA = 0.5
 """β of the mean's loss: 0 weighs its squared error by 1/variance, as the Gaussian likelihood
 does; 1 leaves it unweighed (a plain squared error)."""
+COMPOSED = "energy_density_"
+"""Prefix of the properties that the chain's cell model derives from ``CELL_INPUTS``: the critic
+composes its learnt cell model with its predictions of those inputs."""
+DRAWS = 64
+"""Draws from each member's Gaussian over the cell model's inputs: how sure it is of them
+reaches the composed properties through the cell model, knee and all."""
+CELL_WIDTH = 32
+"""Hidden units of each member's learnt cell model (two layers)."""
+CELL_STEPS = 3000
+"""Full-batch Adam steps that fit the learnt cell models (seconds on a CPU)."""
+THICKNESS = "thickness_um"
 
 
 # --- training data ---------------------------------------------------------------------------
@@ -219,6 +238,10 @@ class Trained:
     periodic: list[int]
     """The axes along which the training boxes wrapped (and the chain's transport with them)."""
     properties: list[str]
+    composed: list[str]
+    """The properties that the learnt cell model gives (the last ones); the CNNs learn the rest."""
+    cell_inputs: list[str]
+    """What the learnt cell model reads, in order: predicted properties and the thickness."""
     log_scaled: list[str]
     center: list[float]
     scale: list[float]
@@ -238,16 +261,27 @@ class Trained:
     format: int = FORMAT
 
 
-def _network(members: int, inputs: int, width: int, outputs: int, periodic: Sequence[int]) -> Any:
+def _network(
+    members: int,
+    inputs: int,
+    width: int,
+    outputs: int,
+    periodic: Sequence[int],
+    cell: tuple[int, int] = (0, 0),
+) -> Any:
     """``members`` CNNs side by side as one grouped network: each sees the one-hot phases, and
     its head the pooled features, the phase fractions (exact, so porosity need not be learnt
     from pooled features) and the coating thickness; each gives ``outputs`` numbers. Every
     convolution sees the box wrap along the ``periodic`` axes, as the chain's transport did,
-    and zeros beyond the other sides.
+    and zeros beyond the other sides. ``cell``: inputs and outputs of each member's learnt cell
+    model (``compose``), none where both are 0.
 
     Features are pooled two ways: the mean over the box, and per axis the harmonic mean along
     it of each slice's mean, as resistances add in series (the slowest slice limits transport
-    along an axis; a plain mean cannot see that)."""
+    along an axis; a plain mean cannot see that). The head also reads each phase's and its
+    complement's series bound per axis, from the voxels themselves (``_series_bounds``): the
+    strided convolutions cannot resolve one sparse slice, such as the few points where
+    spheres touch the current collector, which alone can make τ of the solid 10-100."""
     import torch
     from torch import nn
 
@@ -277,9 +311,20 @@ def _network(members: int, inputs: int, width: int, outputs: int, periodic: Sequ
                 nn.Conv3d(m * features, m * features, 3, padding=walled, groups=m),
             )
             self.heads = nn.Sequential(  # 1x1x1 grouped convolutions: one MLP per member
-                nn.Conv3d(m * (4 * features + 1 + inputs), m * features, 1, groups=m),
+                nn.Conv3d(m * (4 * features + 1 + 7 * inputs), m * features, 1, groups=m),
                 nn.SiLU(),
                 nn.Conv3d(m * features, m * outputs, 1, groups=m),
+            )
+            ins, outs = cell
+            self.cell = nn.ModuleList(
+                nn.Sequential(
+                    nn.Linear(ins, CELL_WIDTH),
+                    nn.SiLU(),
+                    nn.Linear(CELL_WIDTH, CELL_WIDTH),
+                    nn.SiLU(),
+                    nn.Linear(CELL_WIDTH, outs),
+                )
+                for _ in range(m if outs else 0)
             )
 
         def forward(self, onehot: torch.Tensor, thickness: torch.Tensor) -> torch.Tensor:
@@ -294,12 +339,34 @@ def _network(members: int, inputs: int, width: int, outputs: int, periodic: Sequ
                 pooled.append(1 / (1 / slices).mean(dim=2))
             pooled_ = torch.stack(pooled, dim=2).view(batch, m, -1)
             fractions = onehot.mean(dim=(2, 3, 4))
-            context = torch.cat([fractions, thickness.view(batch, 1)], dim=1)
+            bounds = _series_bounds(onehot)
+            context = torch.cat([fractions, thickness.view(batch, 1), bounds], dim=1)
             context = context.view(batch, 1, -1).expand(batch, m, -1)
             both = torch.cat([pooled_, context], dim=2).view(batch, -1, 1, 1, 1)
             return self.heads(both).view(batch, m, outputs)
 
+        def compose(self, inputs: torch.Tensor) -> torch.Tensor:
+            """(members, rows, cell inputs) → (members, rows, cell outputs), standardised."""
+            return torch.stack([net(x) for net, x in zip(self.cell, inputs, strict=True)])
+
     return Ensemble()
+
+
+def _series_bounds(phases: Any) -> Any:
+    """(batch, phases, *box) → (batch, 6 · phases): per axis, the log of the least τ that the
+    slices across it allow each phase and each phase's complement: ε·mean(1/φ) over the slices
+    (φ: the phase's share of a slice; a slice conducts at most φ, and slices add in series).
+    Empty slices count as one voxel, so the log stays finite."""
+    import torch
+
+    bounds = []
+    for axis in (2, 3, 4):
+        least = phases.shape[axis] / phases[0, 0].numel()  # one voxel of a slice
+        shares = phases.mean(dim=tuple(d for d in (2, 3, 4) if d != axis))
+        for share in (shares, 1 - shares):
+            share = share.clamp(min=least)
+            bounds.append(share.mean(dim=2) * (1 / share).mean(dim=2))
+    return torch.log(torch.cat(bounds, dim=1))
 
 
 @dataclass(frozen=True)
@@ -327,16 +394,20 @@ class NeuralCritic:
         self.trained = trained
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.ids = [int(k) for k in trained.phases]
+        self.learnt = [key for key in trained.properties if key not in trained.composed]
         self.model = _network(
             trained.members,
             len(self.ids),
             trained.width,
-            2 * len(trained.properties) + 1,
+            2 * len(self.learnt) + 1,
             trained.periodic,
+            (len(trained.cell_inputs), len(trained.composed)),
         ).to(self.device)
         if state is not None:
             self.model.load_state_dict(state)
         self._log = np.array([key in trained.log_scaled for key in trained.properties])
+        draws = torch.Generator().manual_seed(0)
+        self._draws = torch.randn(DRAWS, len(trained.cell_inputs), generator=draws).to(self.device)
 
     @property
     def properties(self) -> list[str]:
@@ -369,26 +440,60 @@ class NeuralCritic:
     def _inputs(self, labels: Sequence[np.ndarray], thickness_um: Sequence[float]) -> Any:
         import torch
 
-        stack = torch.from_numpy(np.stack(labels)).to(self.device).long()
-        lookup = torch.full((256,), -1, dtype=torch.long, device=self.device)
-        lookup[self.ids] = torch.arange(len(self.ids), device=self.device)
-        onehot = torch.nn.functional.one_hot(lookup[stack], len(self.ids))
-        onehot = onehot.permute(0, 4, 1, 2, 3).float()
+        stack = torch.from_numpy(np.stack(labels)).to(self.device).unsqueeze(1)
+        ids = torch.tensor(self.ids, dtype=stack.dtype, device=self.device)
+        onehot = (stack == ids.view(1, -1, 1, 1, 1)).float()  # channel i: phase ids[i]
+        return onehot, self._thickness(thickness_um)
+
+    def _thickness(self, thickness_um: Sequence[float]) -> Any:
+        """Coating thicknesses as the networks read them: -1 to 1 over the trained range."""
+        import torch
+
         low, high = self.trained.thickness_um
         mid, half = (low + high) / 2, max((high - low) / 2, 1e-9)
-        context = (torch.tensor(np.asarray(thickness_um), dtype=torch.float32) - mid) / half
-        return onehot, context.to(self.device)
+        thickness = torch.tensor(np.asarray(thickness_um), dtype=torch.float32)
+        return ((thickness - mid) / half).to(self.device)
 
     def _raw(self, labels: Sequence[np.ndarray], thickness_um: Sequence[float]) -> Any:
         """Per member and property, standardised means and variances, and the ok logit."""
         import torch
 
+        n = len(self.learnt)
         self.model.eval()
         with torch.no_grad():
-            out = self.model(*self._inputs(labels, thickness_um)).double().cpu().numpy()
-        n = len(self.properties)
-        variances = np.exp(np.clip(out[:, :, n : 2 * n], *LOG_VARIANCE))
-        return out[:, :, :n], variances, out[:, :, -1]
+            onehot, thickness = self._inputs(labels, thickness_um)
+            out = self.model(onehot, thickness)
+            means, variances = out[:, :, :n], out[:, :, n : 2 * n].clamp(*LOG_VARIANCE).exp()
+            if self.trained.composed:
+                composed_means, composed_variances = self._composed(means, variances, thickness)
+                means = torch.cat([means, composed_means], dim=2)
+                variances = torch.cat([variances, composed_variances], dim=2)
+        return tuple(x.double().cpu().numpy() for x in (means, variances, out[:, :, -1]))
+
+    def _cell_inputs(self, means: Any, thickness: Any) -> Any:
+        """(batch, members, learnt) standardised properties and (batch,) thicknesses → the
+        learnt cell model's inputs, (batch, members, cell inputs)."""
+        import torch
+
+        batch, members = means.shape[:2]
+        thickness = thickness.view(batch, 1).expand(batch, members)
+        columns = [
+            thickness if key == THICKNESS else means[:, :, self.learnt.index(key)]
+            for key in self.trained.cell_inputs
+        ]
+        return torch.stack(columns, dim=2)
+
+    def _composed(self, means: Any, variances: Any, thickness: Any) -> tuple[Any, Any]:
+        """Each member's mean and variance of the composed properties: ``DRAWS`` draws of the
+        cell model's inputs from the member's Gaussian (the thickness is known) through the
+        member's cell model."""
+        centre = self._cell_inputs(means, thickness)
+        spread = self._cell_inputs(variances.sqrt(), 0 * thickness)
+        draws = centre.unsqueeze(2) + spread.unsqueeze(2) * self._draws  # batch, m, draws, in
+        batch, members, count, ins = draws.shape
+        rows = draws.transpose(0, 1).reshape(members, batch * count, ins)
+        out = self.model.compose(rows).view(members, batch, count, -1).transpose(0, 1)
+        return out.mean(dim=2), out.var(dim=2)
 
     def _mixture(
         self, labels: Sequence[np.ndarray], thickness_um: Sequence[float]
@@ -508,6 +613,7 @@ def train(
     properties = list(properties or default_properties(data))
     if not properties:
         raise CriticError("no property to learn: the training results have none in common")
+    properties, composed, cell_inputs = _arranged(data, properties)
     if start is not None and (
         start.properties != properties
         or start.trained.phases != {str(k): v for k, v in data.phases.items()}
@@ -540,6 +646,8 @@ def train(
         phases={str(k): v for k, v in data.phases.items()},
         periodic=list(data.periodic),
         properties=properties,
+        composed=composed,
+        cell_inputs=cell_inputs,
         log_scaled=log_scaled,
         center=center.tolist(),
         scale=scale.tolist(),
@@ -563,8 +671,24 @@ def train(
         critic.model.load_state_dict(start.model.state_dict())
     z = torch.from_numpy((targets - center) / scale).float().to(critic.device)
     ok = torch.tensor(data.ok, dtype=torch.float32, device=critic.device)
-    _fit(critic, data, thickness, z, ok, np.flatnonzero(fit), epochs, batch, seed, log)
+    learnt = z[:, : len(critic.learnt)]
+    _fit(critic, data, thickness, learnt, ok, np.flatnonzero(fit), epochs, batch, seed, log)
+    if composed:
+        _fit_cell(critic, thickness, z, np.flatnonzero(fit), seed)
     return _calibrated(critic, data, thickness, z.cpu().numpy(), np.flatnonzero(calibrate))
+
+
+def _arranged(data: TrainingSet, properties: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """The properties to learn with the composed ones last (where the results hold every
+    ``CELL_INPUTS``, the energy densities; the CNNs then learn the inputs as well), the
+    composed ones, and the learnt cell model's inputs."""
+    keys = data.property_keys()
+    composed = [key for key in properties if key.startswith(COMPOSED)]
+    if not composed or any(key not in keys for key in CELL_INPUTS):
+        return properties, [], []
+    learnt = [key for key in properties if key not in composed]
+    learnt += [key for key in CELL_INPUTS if key not in learnt and key != THICKNESS]
+    return learnt + composed, composed, list(CELL_INPUTS)
 
 
 def _fit(
@@ -585,9 +709,9 @@ def _fit(
     import torch
 
     rng = np.random.default_rng(seed)
-    members, n = critic.trained.members, len(critic.properties)
+    members, n = critic.trained.members, len(critic.learnt)
     periodic = critic.trained.periodic
-    mirror = [n if j is None else j for j in _axes_swapped(critic.properties)]
+    mirror = [n if j is None else j for j in _axes_swapped(critic.learnt)]
     swapped = torch.tensor(mirror, device=z.device)
     unknown = torch.full((len(z), 1), math.nan, device=z.device)
     z = torch.cat([z, unknown], dim=1)  # column n: what a swap makes of an unlearnt property
@@ -638,6 +762,35 @@ def _fit(
                 f"epoch {epoch + 1}/{epochs}: loss {total / len(rows):.3f} "
                 f"({time.perf_counter() - started:.0f} s)"
             )
+
+
+def _fit_cell(
+    critic: NeuralCritic, thickness: np.ndarray, z: Any, rows: np.ndarray, seed: int
+) -> None:
+    """Each member's cell model on the training results, the true inputs (standardised as the
+    CNNs predict them) to the composed properties: full-batch Adam on the squared error of
+    every known value, each member on its own bootstrap weights."""
+    import torch
+
+    n, z = len(critic.learnt), z[torch.from_numpy(rows).to(z.device)]
+    inputs = critic._cell_inputs(z[:, None, :n], critic._thickness(thickness[rows]))[:, 0]
+    targets = z[:, n:]
+    use = torch.isfinite(inputs).all(dim=1) & torch.isfinite(targets).any(dim=1)
+    inputs, targets = inputs[use], targets[use]
+    members = critic.trained.members
+    rng = np.random.default_rng(seed)
+    weight = torch.from_numpy(rng.poisson(1.0, (members, len(inputs), 1))).to(inputs)
+    weight = weight * torch.isfinite(targets)
+    cell = critic.model.cell
+    optimiser = torch.optim.AdamW(cell.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, LEARNING_RATE, CELL_STEPS)
+    for _ in range(CELL_STEPS):
+        error = critic.model.compose(inputs.expand(members, -1, -1)) - targets.nan_to_num()
+        loss = (error**2 * weight).sum() / weight.sum().clamp(min=1)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
 
 
 def _axes_swapped(properties: Sequence[str]) -> list[int | None]:

@@ -11,7 +11,7 @@ import pytest
 
 from poreloop.agent.cli import main
 from poreloop.twins.critics import surrogate
-from poreloop.twins.critics.chain import get_chain
+from poreloop.twins.critics.chain import CELL_INPUTS, get_chain
 from poreloop.twins.errors import CriticError, TwinError
 from poreloop.twins.manufacturing.electrode import ElectrodeTwin
 from poreloop.twins.microstructure import Microstructure
@@ -75,6 +75,25 @@ def test_its_90_percent_intervals_cover_held_out_structures(critic, training, te
         assert np.median([p.high[key] - p.low[key] for p in found]) < high - low, key
 
 
+def test_the_series_bound_the_head_reads_is_a_lower_bound_of_the_chain_s_tau(training) -> None:
+    """τ ≥ ε·mean(1/φ) over the slices across an axis (a slice conducts at most its share φ of
+    the area; slices add in series): the exact input never exceeds the solver's τ, and on a box
+    of one phase but for one sparse slice it is the hand sum."""
+    import torch
+
+    pore = torch.from_numpy(np.stack(training.labels)[:, None] == 0).float()
+    bound = np.exp(surrogate._series_bounds(pore).numpy())[:, 4:]  # z: the pore, the rest
+    for column, key in enumerate(("tau_pore_z", "tau_solid_z")):
+        tau = training.column(key)
+        known = np.isfinite(tau)
+        assert known.sum() > 50 and np.all(bound[known, column] <= tau[known]), key
+    box = torch.ones((1, 1, 4, 4, 4))
+    box[..., 0] = 0
+    box[0, 0, 0, 0, 0] = 1  # the slice z = 0 holds one voxel of 16
+    z = surrogate._series_bounds(box)[0, 4].item()
+    assert z == pytest.approx(np.log(49 / 64 * (16 + 3) / 4))
+
+
 def test_it_predicts_better_than_the_training_mean(critic, training, test_set) -> None:
     found = predictions(critic, test_set)
     for key in ("porosity", "tau_pore_z"):
@@ -82,6 +101,37 @@ def test_it_predicts_better_than_the_training_mean(critic, training, test_set) -
         assert surrogate.r2(truth, [p.mean[key] for p in found], key) > 0.5, key
         constant = np.full(len(truth), np.nanmean(training.column(key)))
         assert surrogate.r2(truth, constant, key) < 0.05
+
+
+def with_energy(data: surrogate.TrainingSet) -> surrogate.TrainingSet:
+    """``data`` with a made-up energy density of the cell model's kind (full below a knee in
+    τ·L²/ε, falling beyond it): the real cell model takes 0.3 s a structure."""
+    values = []
+    for found in data.values:
+        loading = found["tau_pore_z"] * (found["thickness_um"] / 60) ** 2 / found["porosity"]
+        full = 2000 * found["fraction_active"]
+        values.append({**found, "energy_density_wh_l_1c": full / (1 + (loading / 20) ** 4)})
+    return replace(data, values=values)
+
+
+def test_it_composes_energy_from_its_learnt_cell_model_and_predicted_inputs(training, test_set):
+    """Where the results hold every input of the cell model, the CNNs learn those inputs and
+    each member learns the cell model from them; the energy density is their composition, and
+    its intervals hold new structures' values as any other property's do."""
+    key = "energy_density_wh_l_1c"
+    critic = surrogate.train(with_energy(training), [key], members=3, width=4, epochs=150)
+    assert critic.trained.composed == [key] and critic.properties[-1] == key
+    assert set(CELL_INPUTS) - set(critic.learnt) == {"thickness_um"}
+    test = with_energy(test_set)
+    found = predictions(critic, test)
+    truth = test.column(key)
+    assert surrogate.r2(truth, [p.mean[key] for p in found], key) > 0.4  # 0.57 (direct: 0.54)
+    assert surrogate.coverage(truth, found, key) >= 0.75
+    lacking = [
+        {k: v for k, v in values.items() if k != "ssa_active_per_um"} for values in test.values
+    ]
+    without = replace(test, values=lacking)
+    assert surrogate.train(without, [key], members=1, width=2, epochs=1).trained.composed == []
 
 
 def test_a_saved_critic_predicts_alike_and_refuses_other_structures(critic, test_set, tmp_path):
