@@ -286,7 +286,7 @@ def critic_cells(row: CriticRow) -> tuple[str, ...]:
         row.unit,
         number(row.r2, 3),
         f"{row.mae:.4g}",
-        number(row.coverage, 2),
+        number(row.coverage, 3),
         number(row.median_half_width_pct, 1),
         row.target,
     )
@@ -561,7 +561,7 @@ def lifetime_cells(row: LifetimeRow) -> tuple[str, ...]:
         row.method,
         f"{100 * row.error:.1f}",
         *(f"{100 * e:.1f}" for e in row.by_rate),
-        number(row.coverage, 2),
+        number(row.coverage, 3),
         row.target,
     )
 

@@ -357,7 +357,7 @@ properties from the structure, the thickness from the coating it represents."""
 
 def cell_properties(found: Properties) -> Properties:
     """The electrode chain's properties as ``CellModel.evaluate`` reads them (a structure
-    without binder has none)."""
+    without binder has a binder fraction of 0)."""
     found = {"fraction_cbd": 0.0, **found}
     return {name: found[key] for key, name in CELL_INPUTS.items()}
 

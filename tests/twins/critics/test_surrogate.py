@@ -127,7 +127,7 @@ def test_it_composes_energy_from_its_learnt_cell_model_and_predicted_inputs(trai
     truth = test.column(key)
     assert surrogate.r2(truth, [p.mean[key] for p in found], key) > 0.4  # 0.57 (direct: 0.54)
     assert surrogate.coverage(truth, found, key) >= 0.75
-    refined = surrogate.train(test, critic.properties, epochs=1, start=critic)  # a campaign's
+    refined = surrogate.train(test, critic.properties, epochs=1, start=critic)  # as a campaign does
     assert refined.properties == critic.properties and refined.trained.composed == [key]
     lacking = [
         {k: v for k, v in values.items() if k != "ssa_active_per_um"} for values in test.values
