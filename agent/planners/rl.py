@@ -37,6 +37,7 @@ import numpy as np
 from pydantic import Field, field_validator
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
@@ -150,6 +151,9 @@ class RLPlanner(Planner):
                 # the surrogate's rewards change between asks; a fresh buffer also keeps the
                 # state small and a restored planner identical
                 self._model.replay_buffer.reset()  # type: ignore[attr-defined]  # SAC has one
+        # a logger of no outputs: SB3's default makes an empty folder in the temp directory
+        # on every learn()
+        self._model.set_logger(Logger(None, []))
         return self._model
 
     def _settings(self) -> dict[str, Any]:

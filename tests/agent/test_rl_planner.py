@@ -4,6 +4,8 @@ training on a twin env, its options."""
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -32,7 +34,10 @@ def run(planner, asks: int, q: int) -> float:
     return max(o.values["y"] for o in planner.observations)
 
 
-def test_env_steps_are_counted_and_survive_a_state_round_trip() -> None:
+def test_env_steps_are_counted_and_survive_a_state_round_trip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where SB3 would leave its logs
     planner = make_planner("rl", SQUARE, {"y": "max"}, seed=3, **FAST)
     run(planner, asks=3, q=2)  # two Sobol batches, then one trained on the surrogate
     assert planner.env_steps > 0
@@ -41,6 +46,7 @@ def test_env_steps_are_counted_and_survive_a_state_round_trip() -> None:
     assert resumed.env_steps == planner.env_steps
     assert resumed.ask(2) == planner.ask(2)
     assert resumed.env_steps == planner.env_steps
+    assert not list(tmp_path.glob("SB3-*"))  # training, new or resumed, leaves no log folder
 
 
 def test_rl_on_a_surrogate_beats_random_search_at_equal_lab_evaluations() -> None:
