@@ -277,3 +277,16 @@ def test_swapping_a_box_s_in_plane_axes_swaps_what_it_learns_of_them() -> None:
     found = predictions(critic, test)
     for key in keys:
         assert surrogate.r2(test.column(key), [p.mean[key] for p in found], key) > 0.8, key
+
+
+@pytest.mark.parametrize(
+    ("keys", "phases", "axes"),
+    [
+        (["tau_pore_z", "sigma_eff_solid_z_s_m", "porosity"], {0: "pore", 1: "solid"}, [2]),
+        (["k_x_m2", "tau_pore_z"], {0: "pore", 1: "fibre"}, [0, 1, 2]),  # training swaps x, y
+        (["porosity", "ssa_per_um"], {0: "pore", 1: "solid"}, []),
+        (["tau_a_z"], {0: "a", 1: "b"}, []),  # no pore to bound
+    ],
+)
+def test_the_heads_read_layered_bounds_along_the_axes_transport_is_learnt(keys, phases, axes):
+    assert surrogate._bound_axes(keys, phases) == axes
