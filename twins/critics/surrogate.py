@@ -294,9 +294,9 @@ def _network(
     its head the pooled features, the phase fractions (exact, so porosity need not be learnt
     from pooled features) and the coating thickness; each gives ``outputs`` numbers. Every
     convolution sees the box wrap along the ``periodic`` axes, as the chain's transport did,
-    and zeros beyond the other sides. ``layered``: how many layered bounds the heads also read (given to ``forward``).
-    ``cell``: inputs and outputs of each member's learnt cell model (``compose``), none where
-    both are 0.
+    and zeros beyond the other sides. ``layered``: how many layered bounds the heads also read
+    (given to ``forward``). ``cell``: inputs and outputs of each member's learnt cell model
+    (``compose``), none where both are 0.
 
     Features are pooled two ways: the mean over the box, and per axis the harmonic mean along
     it of each slice's mean, as resistances add in series (the slowest slice limits transport
