@@ -1,4 +1,4 @@
-"""A lower bound on a phase's tortuosity factor, read from its voxels in about a millisecond.
+"""A lower bound on a phase's tortuosity factor, read from its voxels in 1-2 ms at 48³.
 
 Rayleigh's monotonicity law: joining points of a resistor network by perfect conductors can
 only lower its resistance. Join the voxels of each in-plane cluster of every slice across the
@@ -25,6 +25,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import spsolve
 
+from poreloop.twins.errors import CriticError
+
 IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
 """Face neighbours within a slice across the first axis."""
 IN_PLANE[1, :, 1] = IN_PLANE[1, 1, :] = True
@@ -34,6 +36,13 @@ def tau_lower_bound(volume: np.ndarray, axis: int, periodic: Sequence[int] = ())
     """The least tortuosity factor ``τ = ε D0 / D_eff`` of the True voxels of ``volume`` along
     ``axis`` (as ``transport.tortuosity`` defines it, wrapped along the other ``periodic``
     axes) that the layered network allows; ``inf`` where no path crosses."""
+    if not isinstance(volume, np.ndarray) or volume.dtype != np.bool_ or volume.ndim != 3:
+        got = (
+            f"{volume.dtype} {volume.ndim}D"
+            if isinstance(volume, np.ndarray)
+            else type(volume).__name__
+        )
+        raise CriticError(f"a τ bound needs a 3D boolean array (True = the phase), got {got}")
     slices = np.moveaxis(volume, axis, 0)
     across = [a for a in range(3) if a != axis]
     clusters, count = ndimage.label(slices, structure=IN_PLANE)

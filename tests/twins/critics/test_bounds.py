@@ -8,6 +8,7 @@ import pytest
 
 from poreloop.twins.critics import tortuosity
 from poreloop.twins.critics.bounds import tau_lower_bound
+from poreloop.twins.errors import CriticError
 from poreloop.twins.manufacturing.electrode import ElectrodeTwin
 
 SOLVER_RTOL = 1e-3
@@ -97,3 +98,16 @@ def test_nothing_crosses_an_empty_or_blocked_phase():
     volume[:, :, :3] = True  # fills half the box, touches the inlet only
     assert tau_lower_bound(volume, 2) == math.inf
     assert tau_lower_bound(volume, 0) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("volume", "message"),
+    [
+        (np.ones((4, 4, 4), dtype=np.uint8), "3D boolean array .* got uint8 3D"),
+        (np.ones((4, 4), dtype=bool), "got bool 2D"),
+        ([[[True]]], "got list"),
+    ],
+)
+def test_anything_but_a_3d_boolean_volume_is_refused_in_one_line(volume, message):
+    with pytest.raises(CriticError, match=message):
+        tau_lower_bound(volume, 0)
