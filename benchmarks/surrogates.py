@@ -19,8 +19,8 @@ cycle life predicted from the first 100 cycles against the true life, beside Sev
 variance model (log life linear in log var ΔQ alone) and a constant predictor.
 
     .venv/bin/python -m benchmarks.surrogates [--parts critic segmentation lifetime generator]
-        [--config configs/electrode-fast.yaml] [--critic-edge 48] [--critic-structures 480]
-        [--critic-test 200] [--epochs 200] [--edge 48] [--train-structures 6]
+        [--config configs/electrode-fast.yaml] [--critic-edge 48] [--critic-structures 1440]
+        [--critic-test 200] [--epochs 70] [--edge 48] [--train-structures 6]
         [--test-structures 3] [--steps 2400]
         [--life-cells 400] [--life-test 200] [--early-cycles 100] [--gan-edge 128]
         [--gan-steps 1500] [--seed 0] [--json PATH]
@@ -58,6 +58,7 @@ from benchmarks._table import (
     verdict,
     write_json,
 )
+from poreloop.agent.config import SurrogateSettings
 from poreloop.instruments.tomography import noise_sigma, render
 from poreloop.twins.critics import segmentation_net, tortuosity
 from poreloop.twins.critics.segmentation import METHODS, grey_order
@@ -578,10 +579,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--critic-edge", type=int, default=48, help="critic structure edge (the config's box aside)"
     )
-    parser.add_argument("--critic-structures", type=int, default=480, help="training structures")
+    trained = SurrogateSettings.model_fields  # as `poreloop surrogate train` trains by default
+    parser.add_argument(
+        "--critic-structures",
+        type=int,
+        default=trained["structures"].default,
+        help="training structures",
+    )
     parser.add_argument("--critic-test", type=int, default=200, help="test structures")
-    parser.add_argument("--epochs", type=int, default=200, help="neural critic epochs")
-    parser.add_argument("--members", type=int, default=5, help="neural critic networks")
+    parser.add_argument(
+        "--epochs", type=int, default=trained["epochs"].default, help="neural critic epochs"
+    )
+    parser.add_argument(
+        "--members", type=int, default=trained["members"].default, help="neural critic networks"
+    )
     parser.add_argument("--edge", type=int, default=48, help="segmentation structure edge")
     parser.add_argument("--train-structures", type=int, default=6)
     parser.add_argument("--test-structures", type=int, default=3)

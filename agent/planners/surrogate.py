@@ -10,8 +10,8 @@ and the planners that use it; torch is imported where it is used, so listing pla
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ import numpy as np
 from poreloop.agent.errors import PlannerError
 from poreloop.agent.planners.base import Planner
 from poreloop.agent.planners.outcomes import Observation
+from poreloop.threads import torch_threads
 from poreloop.twins.space import Categorical, Integer, ParameterSpace, Recipe
 
 if TYPE_CHECKING:
@@ -250,17 +251,9 @@ def model_or_space_filling(
         return planner._space_filling(n)
 
 
-@contextmanager
-def torch_on_one_thread() -> Iterator[None]:
+def torch_on_one_thread() -> AbstractContextManager[None]:
     """Torch on one thread while a planner fits and optimises: its GPs (hundreds of points) and
     policies are so small that a thread pool costs more than it saves (a proposal at 300
     observations took 2.2 s on one thread, 23 s on two, on a busy 2-core machine), and results
     do not depend on the machine's core count."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return torch_threads(1)

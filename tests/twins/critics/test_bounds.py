@@ -1,5 +1,6 @@
-"""The layered lower bound on τ: exact where no current runs within a slice, never above the
-solver's τ, never below the slices' series bound, infinite where nothing crosses."""
+"""The lower bound on τ of squares joined slice by slice: exact where no current runs within a
+square, rising from the slices' series bound to the solver's τ as the squares shrink to one
+voxel, infinite where nothing crosses."""
 
 import math
 
@@ -45,12 +46,13 @@ def test_a_small_box_is_its_hand_sum():
 
 def test_a_path_through_the_wrap_is_bounded_only_where_the_box_wraps():
     """Up the first column, across the wrap, up the last: the two voxels of the crossing
-    slice are one node only where the box wraps; with walls nothing crosses."""
+    slice share a face only where the box wraps, and one path is its own network (the bound
+    is τ); with walls nothing crosses."""
     shape, middle = (12, 6, 5), 5
     volume = np.zeros(shape, dtype=bool)
     volume[: middle + 1, 0, 0] = volume[middle:, -1, 0] = True
     bound = tau_lower_bound(volume, 0, periodic=(0, 1, 2))
-    assert bound <= tortuosity(volume, 0, periodic=(0, 1, 2)).tau
+    assert bound == pytest.approx(tortuosity(volume, 0, periodic=(0, 1, 2)).tau, rel=SOLVER_RTOL)
     assert bound > series_bound(volume, 0)
     assert tau_lower_bound(volume, 0) == math.inf
 
@@ -73,8 +75,10 @@ def electrodes() -> list[tuple[np.ndarray, tuple[int, ...]]]:
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
-def test_it_lies_between_the_slices_bound_and_the_solver_s_tau(axis):
-    """On electrode boxes and PoreSpy blobs, with walls and wrapped, along every axis."""
+def test_it_rises_from_the_slices_bound_to_the_solver_s_tau_as_the_squares_shrink(axis):
+    """On electrode boxes and PoreSpy blobs, with walls and wrapped, along every axis: whole
+    slices, squares of 8, of 4 (each inside one of 8: less is joined) and of 1 voxel (the
+    solver's own network)."""
     porespy = pytest.importorskip("porespy")
     cases = electrodes() + [
         (porespy.generators.blobs([20, 22, 24], porosity=p, blobiness=1, seed=s), periodic)
@@ -83,11 +87,15 @@ def test_it_lies_between_the_slices_bound_and_the_solver_s_tau(axis):
     ]
     finite = 0
     for volume, periodic in cases:
-        bound = tau_lower_bound(volume, axis, periodic)
+        bounds = [tau_lower_bound(volume, axis, periodic, tile) for tile in (None, 8, 4, 1)]
         tau = tortuosity(volume, axis, periodic=periodic).tau
-        assert series_bound(volume, axis) <= bound * (1 + 1e-12)
-        assert bound <= tau * (1 + SOLVER_RTOL)
-        assert math.isinf(bound) <= math.isinf(tau)
+        assert series_bound(volume, axis) <= bounds[0] * (1 + 1e-12)
+        assert all(
+            low <= high * (1 + 1e-12) for low, high in zip(bounds[:2], bounds[1:3], strict=True)
+        )
+        assert bounds[2] <= tau * (1 + SOLVER_RTOL)
+        assert bounds[3] == pytest.approx(tau, rel=SOLVER_RTOL)
+        assert math.isinf(bounds[0]) <= math.isinf(tau)
         finite += math.isfinite(tau)
     assert finite >= len(cases) // 2
 
@@ -111,3 +119,8 @@ def test_nothing_crosses_an_empty_or_blocked_phase():
 def test_anything_but_a_3d_boolean_volume_is_refused_in_one_line(volume, message):
     with pytest.raises(CriticError, match=message):
         tau_lower_bound(volume, 0)
+
+
+def test_squares_of_no_voxels_are_refused_in_one_line():
+    with pytest.raises(CriticError, match="at least one voxel a side, got 0"):
+        tau_lower_bound(np.ones((4, 4, 4), dtype=bool), 0, tile=0)

@@ -4,6 +4,7 @@ chain, its intervals cover held-out structures, and it saves, loads, refuses and
 from __future__ import annotations
 
 import json
+import multiprocessing
 from dataclasses import replace
 
 import numpy as np
@@ -155,6 +156,22 @@ def test_a_saved_critic_predicts_alike_and_refuses_other_structures(critic, test
     ]:
         with pytest.raises(CriticError, match=message):
             again.predict([structure])
+
+
+def test_a_forked_child_predicts_as_its_parent(critic, test_set) -> None:
+    """The layered bounds are computed on a second thread of each process, which a fork does
+    not copy: the child starts its own (else it would wait for the parent's forever)."""
+    expected = predictions(critic, test_set)[:2]  # the parent's thread has started
+    fork = multiprocessing.get_context("fork")
+    receive, send = fork.Pipe(duplex=False)
+    child = fork.Process(target=lambda: send.send(predictions(critic, test_set)[:2]))
+    child.start()
+    try:
+        assert receive.poll(60), "the forked child gave no predictions in 60 s"
+        assert receive.recv() == expected
+    finally:
+        child.kill()
+        child.join()
 
 
 @pytest.mark.parametrize(
