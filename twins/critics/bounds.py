@@ -60,8 +60,8 @@ def tau_lower_bound(
     tile = tile or max(slices.shape[1:])
     across = [a for a in range(3) if a != axis]
     node, count = _clusters(slices, tile)
-    a, faces = _faces(node, count, tile, [1 + across.index(a) for a in periodic if a != axis])
-    a, b = a // (count + 1), a % (count + 1)
+    pairs, faces = _faces(node, count, tile, [1 + across.index(a) for a in periodic if a != axis])
+    a, b = pairs // (count + 1), pairs % (count + 1)
     inlet, outlet = (_per_node(node[end], count) for end in (0, -1))
     _, component = connected_components(coo_matrix((faces, (a, b)), (count + 1,) * 2))
     crossing = np.isin(component, np.intersect1d(component[inlet > 0], component[outlet > 0]))

@@ -139,7 +139,7 @@ _beside: ThreadPoolExecutor
 
 def _start_beside() -> None:
     """This process's second thread, which computes the layered bounds while the network runs
-    (kept: a new thread a call cost 0.5 ms more, its memory cold); a forked child starts its
+    (kept: a new thread a call cost 0.6 ms more, its memory cold); a forked child starts its
     own, as the parent's thread does not follow it."""
     global _beside
     _beside = ThreadPoolExecutor(1, thread_name_prefix="layered-bounds")
@@ -510,10 +510,10 @@ class NeuralCritic:
     def _forward(self, onehot: Any, thickness: Any) -> Any:
         """The ensemble's outputs for one-hot boxes (as ``_inputs`` makes them, or flipped,
         rolled and swapped), their layered bounds read from the same voxels on this process's
-        second thread while the trunk runs: both leave the GIL for most of their work."""
+        second thread while the trunk runs on the first."""
         import torch
 
-        pores = (onehot[:, self._pore or 0] > 0.5).cpu().numpy()
+        pores = (onehot[:, self._pore or 0] > 0.5).cpu().numpy()  # no pore: no bounds read
         bounds = _beside.submit(self._layered, pores)
         return self.model(onehot, thickness, lambda: torch.from_numpy(bounds.result()).to(onehot))
 
