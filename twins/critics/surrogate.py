@@ -63,6 +63,7 @@ the planner looked).
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import math
@@ -73,7 +74,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from scipy.special import expit
@@ -134,19 +135,36 @@ CELL_STEPS = 3000
 THICKNESS = "thickness_um"
 """The one cell-model input that the critic is given with the structure, not predicted."""
 
+KEPT_MB = 32
+"""Freed memory the process keeps for reuse (``_keep_freed_memory``): blocks up to this size
+come from the heap, and the heap keeps this much free at its top."""
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+"""glibc's ``mallopt`` parameters (malloc.h)."""
+
 _beside: ThreadPoolExecutor
 
 
 def _start_beside() -> None:
-    """This process's second thread, which computes the layered bounds while the network runs
+    """This process's second thread, which reads the voxels for the heads while the trunk runs
     (kept: a new thread a call cost 0.6 ms more, its memory cold); a forked child starts its
     own, as the parent's thread does not follow it."""
     global _beside
-    _beside = ThreadPoolExecutor(1, thread_name_prefix="layered-bounds")
+    _beside = ThreadPoolExecutor(1, thread_name_prefix="critic-voxels")
 
 
 _start_beside()
 os.register_at_fork(after_in_child=_start_beside)
+
+
+def _keep_freed_memory() -> None:
+    """Ask the C library to keep freed blocks of up to ``KEPT_MB`` for reuse. glibc's default
+    returned a prediction's few MB of activations to the system after each call and took them
+    back page by page: in some processes ~2700 page faults a structure at 48³, both threads
+    waiting on the kernel, 6 → 9 ms a call. C libraries without ``mallopt`` are left alone."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        for parameter in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD):
+            mallopt(parameter, KEPT_MB << 20)
 
 
 # --- training data ---------------------------------------------------------------------------
@@ -369,18 +387,20 @@ def _network(
                 )
                 for _ in range(m if outs else 0)
             )
+            self._boxes: dict[tuple[int, ...], torch.Tensor] = {}
 
         def forward(
             self,
             onehot: torch.Tensor,
             thickness: torch.Tensor,
-            layered: Callable[[], torch.Tensor],
+            voxels: Callable[[], torch.Tensor],
         ) -> torch.Tensor:
-            """(batch, phases, *box), (batch,) → (batch, members, outputs). ``layered`` gives
-            the (batch, layered) bounds; it is called once the trunk has run, so that they can
-            be computed beside it."""
+            """(batch, phases, *box), (batch,) → (batch, members, outputs). ``voxels`` gives
+            what the heads read from the voxels themselves (``NeuralCritic._voxels``: phase
+            fractions, series and layered bounds); it is called once the trunk has run, so
+            that they can be computed beside it."""
             batch = onehot.shape[0]
-            grid = self.trunk(onehot)
+            grid = self._trunk(onehot)
             conductance = nn.functional.softplus(grid) + 1e-3
             pooled = [nn.functional.silu(grid).mean(dim=(2, 3, 4))]
             for axis in (2, 3, 4):
@@ -388,12 +408,38 @@ def _network(
                 slices = conductance.mean(dim=across)
                 pooled.append(1 / (1 / slices).mean(dim=2))
             pooled_ = torch.stack(pooled, dim=2).view(batch, m, -1)
-            fractions = onehot.mean(dim=(2, 3, 4))
-            bounds = _series_bounds(onehot)
-            context = torch.cat([fractions, thickness.view(batch, 1), bounds, layered()], dim=1)
+            read = voxels()
+            context = torch.cat([read[:, :inputs], thickness.view(batch, 1), read[:, inputs:]], 1)
             context = context.view(batch, 1, -1).expand(batch, m, -1)
             both = torch.cat([pooled_, context], dim=2).view(batch, -1, 1, 1, 1)
             return self.heads(both).view(batch, m, outputs)
+
+        def _trunk(self, onehot: torch.Tensor) -> torch.Tensor:
+            """The trunk. In prediction its first convolution reads every phase but the last
+            (1.6 → 1.1 ms at 48³, a third of the trunk's time): where the box is, the phases'
+            channels add up to one, so the last phase's weights act through the differences
+            of the others' and a term fixed by the box's shape (``_box``)."""
+            if torch.is_grad_enabled():
+                return self.trunk(onehot)
+            weight = self._first.weight[:, :-1] - self._first.weight[:, -1:]
+            x = nn.functional.conv3d(self.trunk[0](onehot[:, :-1]), weight, None, 2, walled)
+            return self.trunk[2:](x + self._box(onehot.shape[2:]))
+
+        def _box(self, shape: torch.Size) -> torch.Tensor:
+            """What the first convolution gives a box of the last phase alone (its bias
+            included), kept for the latest shape and weights."""
+            weight = self._first.weight
+            key = (*shape, weight._version)
+            if key not in self._boxes:
+                box = self.trunk[0](torch.ones(1, 1, *shape, device=weight.device))
+                last = weight[:, -1:]
+                self._boxes = {key: nn.functional.conv3d(box, last, self._first.bias, 2, walled)}
+            return self._boxes[key]
+
+        @property
+        def _first(self) -> nn.Conv3d:
+            """The trunk's first convolution, which every member shares."""
+            return cast(nn.Conv3d, self.trunk[1])
 
         def compose(self, inputs: torch.Tensor) -> torch.Tensor:
             """(members, rows, cell inputs) → (members, rows, cell outputs), standardised."""
@@ -402,21 +448,20 @@ def _network(
     return Ensemble()
 
 
-def _series_bounds(phases: Any) -> Any:
+def _series_bounds(phases: np.ndarray) -> np.ndarray:
     """(batch, phases, *box) → (batch, 6 · phases): per axis, the log of the least τ that the
     slices across it allow each phase and each phase's complement: ε·mean(1/φ) over the slices
     (φ: the phase's share of a slice; a slice conducts at most φ, and slices add in series).
     Empty slices count as one voxel, so the log stays finite."""
-    import torch
-
+    x, y, z = phases.shape[2:]
+    across_x, across_z = phases.sum(axis=4, dtype=np.float64), phases.sum(axis=2, dtype=np.float64)
     bounds = []
-    for axis in (2, 3, 4):
-        least = phases.shape[axis] / phases[0, 0].numel()  # one voxel of a slice
-        shares = phases.mean(dim=tuple(d for d in (2, 3, 4) if d != axis))
+    for shares in (across_x.sum(3) / (y * z), across_z.sum(3) / (x * z), across_z.sum(2) / (x * y)):
+        least = shares.shape[2] / (x * y * z)  # one voxel of a slice
         for share in (shares, 1 - shares):
-            share = share.clamp(min=least)
-            bounds.append(share.mean(dim=2) * (1 / share).mean(dim=2))
-    return torch.log(torch.cat(bounds, dim=1))
+            share = np.maximum(share, least)
+            bounds.append(share.mean(axis=2) * (1 / share).mean(axis=2))
+    return np.log(np.concatenate(bounds, axis=1))
 
 
 @dataclass(frozen=True)
@@ -441,6 +486,7 @@ class NeuralCritic:
     def __init__(self, trained: Trained, state: dict[str, Any] | None = None) -> None:
         import torch
 
+        _keep_freed_memory()
         self.trained = trained
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.ids = [int(k) for k in trained.phases]
@@ -509,20 +555,27 @@ class NeuralCritic:
 
     def _forward(self, onehot: Any, thickness: Any) -> Any:
         """The ensemble's outputs for one-hot boxes (as ``_inputs`` makes them, or flipped,
-        rolled and swapped), their layered bounds read from the same voxels on this process's
+        rolled and swapped), what the heads read from the voxels computed on this process's
         second thread while the trunk runs on the first."""
         import torch
 
-        pores = (onehot[:, self._pore or 0] > 0.5).cpu().numpy()  # no pore: no bounds read
-        bounds = _beside.submit(self._layered, pores)
-        return self.model(onehot, thickness, lambda: torch.from_numpy(bounds.result()).to(onehot))
+        read = _beside.submit(self._voxels, onehot.cpu().numpy())
+        return self.model(onehot, thickness, lambda: torch.from_numpy(read.result()).to(onehot))
+
+    def _voxels(self, onehot: np.ndarray) -> np.ndarray:
+        """(batch, phases, *box) → (batch, phases + 6 · phases + 2 · bound axes): the phase
+        fractions, the series bounds (``_series_bounds``) and the layered bounds. NumPy only:
+        torch's thread pool is busy with the trunk."""
+        fractions = onehot.mean(axis=(2, 3, 4), dtype=np.float64)
+        read = [fractions, _series_bounds(onehot), self._layered(onehot[:, self._pore or 0] > 0.5)]
+        return np.concatenate(read, axis=1).astype(np.float32)
 
     def _layered(self, pores: np.ndarray) -> np.ndarray:
         """(batch, *box) pore voxels → (batch, 2 · bound axes): the log of the pore's bound on
         τ in squares of ``TILE`` voxels and the solid's in whole slices along each of
-        ``bound_axes``; no path (∞) reads as the voxels of a slice. The solid is mostly one
-        cluster a slice: in squares it cost 7 ms at 48³, 4× its bound in slices. NumPy only:
-        torch's thread pool is busy with the trunk."""
+        ``bound_axes``; no path (∞) reads as the voxels of a slice (no pore: none read). The
+        solid is mostly one cluster a slice: in squares it cost 7 ms at 48³, 4× its bound in
+        slices."""
         axes, periodic = self.trained.bound_axes, self.trained.periodic
         bounds = [
             [
@@ -532,7 +585,7 @@ class NeuralCritic:
             ]
             for pore in pores
         ]
-        return np.log(np.array(bounds, dtype=np.float32).reshape(len(pores), 2 * len(axes)))
+        return np.log(np.array(bounds).reshape(len(pores), 2 * len(axes)))
 
     def _raw(self, labels: Sequence[np.ndarray], thickness_um: Sequence[float]) -> Any:
         """Per member and property, standardised means and variances, and the ok logit."""
@@ -541,8 +594,8 @@ class NeuralCritic:
         n = len(self.learnt)
         if self.model.training:  # after _fit; switching costs 0.3 ms a call
             self.model.eval()
-        # one of torch's threads left to the layered bounds (``_forward``): 8.2 → 6.4 ms a
-        # structure at 48³ on 2 cores, both bounds in whole slices
+        # one of torch's threads left to what the heads read from the voxels (``_forward``):
+        # 8.2 → 6.4 ms a structure at 48³ on 2 cores, both layered bounds in whole slices
         with torch.no_grad(), torch_threads(torch.get_num_threads() - 1):
             onehot, thickness = self._inputs(labels, thickness_um)
             out = self._forward(onehot, thickness)

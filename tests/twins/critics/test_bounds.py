@@ -100,6 +100,19 @@ def test_it_rises_from_the_slices_bound_to_the_solver_s_tau_as_the_squares_shrin
     assert finite >= len(cases) // 2
 
 
+def test_the_banded_and_the_sparse_solve_agree(monkeypatch):
+    """The network's band decides how it is solved (``BAND``): the sparse LU, forced, gives
+    every bound the banded Cholesky gives."""
+    from poreloop.twins.critics import bounds
+
+    cases = [(volume, periodic, tile) for volume, periodic in electrodes() for tile in (8, None)]
+    banded = [tau_lower_bound(volume, 2, periodic, tile) for volume, periodic, tile in cases]
+    monkeypatch.setattr(bounds, "BAND", -1)
+    sparse = [tau_lower_bound(volume, 2, periodic, tile) for volume, periodic, tile in cases]
+    assert sum(map(math.isfinite, banded)) >= len(cases) // 2
+    assert banded == pytest.approx(sparse, rel=1e-9)
+
+
 def test_nothing_crosses_an_empty_or_blocked_phase():
     volume = np.zeros((6, 6, 6), dtype=bool)
     assert tau_lower_bound(volume, 2) == math.inf

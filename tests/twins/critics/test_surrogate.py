@@ -80,18 +80,16 @@ def test_the_series_bound_the_head_reads_is_a_lower_bound_of_the_chain_s_tau(tra
     """τ ≥ ε·mean(1/φ) over the slices across an axis (a slice conducts at most its share φ of
     the area; slices add in series): the exact input never exceeds the solver's τ, and on a box
     of one phase but for one sparse slice it is the hand sum."""
-    import torch
-
-    pore = torch.from_numpy(np.stack(training.labels)[:, None] == 0).float()
-    bound = np.exp(surrogate._series_bounds(pore).numpy())[:, 4:]  # z: the pore, the rest
+    pore = (np.stack(training.labels)[:, None] == 0).astype(np.float32)
+    bound = np.exp(surrogate._series_bounds(pore))[:, 4:]  # z: the pore, the rest
     for column, key in enumerate(("tau_pore_z", "tau_solid_z")):
         tau = training.column(key)
         known = np.isfinite(tau)
         assert known.sum() > 50 and np.all(bound[known, column] <= tau[known]), key
-    box = torch.ones((1, 1, 4, 4, 4))
+    box = np.ones((1, 1, 4, 4, 4), dtype=np.float32)
     box[..., 0] = 0
     box[0, 0, 0, 0, 0] = 1  # the slice z = 0 holds one voxel of 16
-    z = surrogate._series_bounds(box)[0, 4].item()
+    z = surrogate._series_bounds(box)[0, 4]
     assert z == pytest.approx(np.log(49 / 64 * (16 + 3) / 4))
 
 
@@ -156,6 +154,22 @@ def test_a_saved_critic_predicts_alike_and_refuses_other_structures(critic, test
     ]:
         with pytest.raises(CriticError, match=message):
             again.predict([structure])
+
+
+@pytest.mark.parametrize("periodic", [(0, 1), (), (0, 1, 2)])
+def test_the_trunk_reading_one_phase_fewer_in_prediction_is_the_trained_trunk(periodic):
+    """In prediction the first convolution reads every phase but the last, plus a term fixed
+    by the box's shape: the same features as training's convolution of every phase, walls and
+    wraps alike, also after the weights change."""
+    import torch
+
+    model = surrogate._network(2, 3, 4, 5, periodic)
+    labels = torch.from_numpy(np.random.default_rng(0).integers(0, 3, (2, 1, 9, 10, 12)))
+    onehot = (labels == torch.arange(3).view(1, 3, 1, 1, 1)).float()
+    for scale in (1.0, -1.5):  # the term kept for the first weights must not serve the second
+        with torch.no_grad():
+            model.trunk[1].weight.mul_(scale)
+            assert torch.allclose(model._trunk(onehot), model.trunk(onehot), atol=1e-6)
 
 
 def test_a_forked_child_predicts_as_its_parent(critic, test_set) -> None:
