@@ -26,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -147,6 +149,7 @@ class Campaign:
             with contextlib.ExitStack() as stack:
                 stack.callback(lock.close)
                 cluster = stack.enter_context(connect(config.ray.address, config.ray.num_cpus))
+                stack.enter_context(_stopped_by_sigterm())
                 self.store.set_meta(
                     ray={"mode": cluster.mode, "address": cluster.address, "cpus": cluster.cpus}
                 )
@@ -583,3 +586,24 @@ def _versions() -> dict[str, str]:
         with contextlib.suppress(PackageNotFoundError):
             found[package] = version(package)
     return found
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm() -> Iterator[None]:
+    """A SIGTERM (a scheduler's stop, ``timeout``) ends the campaign as Ctrl-C does: the
+    journal says interrupted, the lab and Ray close, exit status 143. Installed once Ray is
+    connected: in a cluster it starts, its core worker takes SIGTERM as a crash (a stack
+    trace, nothing closed, the journal left saying running). Only the main thread can take
+    signals; elsewhere the handlers stay as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -181,6 +181,27 @@ def test_kill_9_mid_dispatch_then_resume_makes_no_sample_twice(
     assert len(finished) == 4
 
 
+def test_sigterm_ends_the_campaign_as_ctrl_c_does(tmp_path: Path, ray_address: str) -> None:
+    """A scheduler's stop: exit 143 and the journal itself says interrupted (Ray's handlers
+    exit 15 here, and in a cluster the campaign started, print a stack trace and close
+    nothing, the journal left saying running)."""
+    out, log = tmp_path / "run", tmp_path / "log.txt"
+    process = poreloop(
+        "run", CONFIGS / "quick.yaml", "--out", out, "--json-log", ray_address=ray_address, log=log
+    )
+    database = out / "campaign.sqlite"
+    wait_for(
+        lambda: rows(database, "SELECT count(*) FROM dispatches WHERE action = 'fabricate'")[0][0],
+        "no dispatch",
+        process,
+        log,
+    )
+    os.kill(process.pid, signal.SIGTERM)
+    assert process.wait(120) == 143, log.read_text()[-3000:]
+    [(state,)] = rows(database, "SELECT value FROM meta WHERE key = 'state'")
+    assert json.loads(state) == "interrupted"
+
+
 def test_a_bad_config_is_one_line_per_problem_and_nothing_starts(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text(

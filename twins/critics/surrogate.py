@@ -135,6 +135,10 @@ CELL_STEPS = 3000
 THICKNESS = "thickness_um"
 """The one cell-model input that the critic is given with the structure, not predicted."""
 
+CHUNK = 2
+"""Structures a prediction runs through the network together. The second thread reads the
+voxels of the chunk's structures one after the other while the trunk runs: at 48³ on 2 cores
+a structure took 5.3 ms in pairs, 5.4 alone, 8.4 in fours and 10 in 48s."""
 KEPT_MB = 32
 """Freed memory the process keeps for reuse (``_keep_freed_memory``): blocks up to this size
 come from the heap, and the heap keeps this much free at its top."""
@@ -635,8 +639,12 @@ class NeuralCritic:
         self, labels: Sequence[np.ndarray], thickness_um: Sequence[float]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Standardised ensemble means and standard deviations (batch, properties), and the
-        probability that the chain scores each structure."""
-        means, variances, logits = self._raw(labels, thickness_um)
+        probability that the chain scores each structure; ``CHUNK`` structures at a time."""
+        chunks = [
+            self._raw(labels[i : i + CHUNK], thickness_um[i : i + CHUNK])
+            for i in range(0, len(labels), CHUNK)
+        ]
+        means, variances, logits = (np.concatenate(part) for part in zip(*chunks, strict=True))
         mean = means.mean(1)
         variance = (variances + means**2).mean(1) - mean**2
         p_ok = expit(logits).mean(1)
