@@ -605,5 +605,5 @@ def _stopped_by_sigterm() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    finally:  # None: the handler was not set from Python
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
