@@ -94,6 +94,9 @@ def tau_lower_bound(
 def _clusters(slices: np.ndarray, tile: int) -> tuple[np.ndarray, int]:
     """Each voxel's cluster (0 outside the phase; numbered slice by slice) and their count:
     voxels face-connected within one square of one slice."""
+    if tile >= max(slices.shape[1:]):  # whole slices: no gaps to make between squares
+        clusters, count = ndimage.label(slices, structure=IN_PLANE)
+        return clusters, int(count)
     shift = [np.arange(n) + np.arange(n) // tile for n in slices.shape[1:]]  # a gap per square
     gapped = np.zeros((slices.shape[0], shift[0][-1] + 1, shift[1][-1] + 1), dtype=bool)
     gapped[:, shift[0][:, None], shift[1]] = slices

@@ -72,7 +72,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
@@ -428,7 +428,10 @@ def _network(
                 return self.trunk(onehot)
             weight = self._first.weight[:, :-1] - self._first.weight[:, -1:]
             x = _strided_conv(self.trunk[0](onehot[:, :-1]), weight, walled)
-            return self.trunk[2:](x + self._box(onehot.shape[2:]))
+            x = x + self._box(onehot.shape[2:])
+            for layer in list(self.trunk)[2:]:  # slicing a Sequential builds a new one
+                x = layer(x)
+            return x
 
         def _box(self, shape: torch.Size) -> torch.Tensor:
             """What the first convolution gives a box of the last phase alone (its bias
@@ -472,7 +475,7 @@ def _series_bounds(phases: np.ndarray) -> np.ndarray:
     (φ: the phase's share of a slice; a slice conducts at most φ, and slices add in series).
     Empty slices count as one voxel, so the log stays finite."""
     x, y, z = phases.shape[2:]
-    across_x, across_z = phases.sum(axis=4, dtype=np.float64), phases.sum(axis=2, dtype=np.float64)
+    across_x, across_z = (phases.sum(axis=axis).astype(np.float64) for axis in (4, 2))  # counts
     bounds = []
     for shares in (across_x.sum(3) / (y * z), across_z.sum(3) / (x * z), across_z.sum(2) / (x * y)):
         least = shares.shape[2] / (x * y * z)  # one voxel of a slice
@@ -523,6 +526,13 @@ class NeuralCritic:
         if state is not None:
             self.model.load_state_dict(state)
         self._log = np.array([key in trained.log_scaled for key in trained.properties])
+        self._cell_columns = torch.tensor(  # the thickness is appended to the learnt ones
+            [
+                len(self.learnt) if key == THICKNESS else self.learnt.index(key)
+                for key in trained.cell_inputs
+            ],
+            device=self.device,
+        )
         draws = torch.Generator().manual_seed(0)
         self._draws = torch.randn(DRAWS, len(trained.cell_inputs), generator=draws).to(self.device)
 
@@ -574,23 +584,26 @@ class NeuralCritic:
 
     def _forward(self, onehot: Any, thickness: Any) -> Any:
         """The ensemble's outputs for one-hot boxes (as ``_inputs`` makes them, or flipped,
-        rolled and swapped). What the heads read from the voxels (``_voxels``) is shared so that
-        both threads take about as long: the layered bounds on this process's second thread
-        while the trunk runs on the first, then the rest on the first."""
+        rolled and swapped). Of what the heads read from the voxels, the layered bounds are
+        computed on this process's second thread, the rest on the first before the trunk runs,
+        so that both threads take about as long (at 48³: 4.6 ms, 0.5 + 4)."""
         import torch
 
         voxels = onehot.cpu().numpy()
         layered = _beside.submit(self._layered, voxels[:, self._pore or 0] > 0.5)
-        return self.model(
-            onehot, thickness, lambda: torch.from_numpy(self._voxels(voxels, layered)).to(onehot)
-        )
+        read = self._voxels(voxels)
 
-    def _voxels(self, onehot: np.ndarray, layered: Future[np.ndarray]) -> np.ndarray:
-        """(batch, phases, *box) → (batch, phases + 6 · phases + 2 · bound axes): the phase
-        fractions, the series bounds (``_series_bounds``) and the ``layered`` bounds."""
-        fractions = onehot.mean(axis=(2, 3, 4), dtype=np.float64)
-        read = [fractions, _series_bounds(onehot), layered.result()]
-        return np.concatenate(read, axis=1).astype(np.float32)
+        def everything() -> Any:
+            both = np.concatenate([read, layered.result()], axis=1).astype(np.float32)
+            return torch.from_numpy(both).to(onehot)
+
+        return self.model(onehot, thickness, everything)
+
+    def _voxels(self, onehot: np.ndarray) -> np.ndarray:
+        """(batch, phases, *box) → (batch, phases + 6 · phases): the phase fractions and the
+        series bounds (``_series_bounds``)."""
+        fractions = onehot.sum(axis=(2, 3, 4)).astype(np.float64) / np.prod(onehot.shape[2:])
+        return np.concatenate([fractions, _series_bounds(onehot)], axis=1)
 
     def _layered(self, pores: np.ndarray) -> np.ndarray:
         """(batch, *box) pore voxels → (batch, 2 · bound axes): the log of the pore's bound on
@@ -634,12 +647,8 @@ class NeuralCritic:
         import torch
 
         batch, members = means.shape[:2]
-        thickness = thickness.view(batch, 1).expand(batch, members)
-        columns = [
-            thickness if key == THICKNESS else means[:, :, self.learnt.index(key)]
-            for key in self.trained.cell_inputs
-        ]
-        return torch.stack(columns, dim=2)
+        thickness = thickness.view(batch, 1, 1).expand(batch, members, 1)
+        return torch.cat([means, thickness], dim=2)[:, :, self._cell_columns]
 
     def _composed(self, means: Any, variances: Any, thickness: Any) -> tuple[Any, Any]:
         """Each member's mean and variance of the composed properties: ``DRAWS`` draws of the
