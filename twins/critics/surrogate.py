@@ -41,9 +41,9 @@ not; 58 % of the squared error of log τ_pore had come from the 18 of 182 test b
 0.5C from 0.62 to 0.80. The pore's bound now joins each slice's voxels only within squares of
 ``bounds.TILE`` voxels, which also sees paths that wind sideways; with it and 1440 training
 structures for 70 epochs (the time of 480 for 200), R² of log τ_pore was 0.975, of log
-τ_solid 0.953, of Wh/L at 1C 0.96. What the heads read from the voxels (phase fractions,
-series and layered bounds, ~4 ms at 48³) is computed on a second thread beside the trunk: a
-structure takes 5.3 ms, 88× less than the electrode chain (103× before any layered bound).
+τ_solid 0.953, of Wh/L at 1C 0.96. The layered bounds (~4.6 ms at 48³) are computed on a
+second thread while the trunk runs (~4 ms): a structure takes 6-8 ms on 2 cores of an AMD EPYC,
+82-106× less than the electrode chain (103× before any layered bound, on another machine).
 
 The energy densities come from the chain's cell model, a smooth function of seven properties
 (``chain.CELL_INPUTS``). Learnt from the voxels directly, their knee (a thick, tortuous
@@ -150,9 +150,9 @@ _beside: ThreadPoolExecutor
 
 
 def _start_beside() -> None:
-    """This process's second thread, which reads the voxels for the heads while the trunk runs
-    (kept: a new thread a call cost 0.6 ms more, its memory cold); a forked child starts its
-    own, as the parent's thread does not follow it."""
+    """This process's second thread, which computes the layered bounds for the heads while the
+    trunk runs (kept: a new thread a call cost 0.6 ms more, its memory cold); a forked child
+    starts its own, as the parent's thread does not follow it."""
     global _beside
     _beside = ThreadPoolExecutor(1, thread_name_prefix="critic-voxels")
 
@@ -475,7 +475,9 @@ def _series_bounds(phases: np.ndarray) -> np.ndarray:
     (φ: the phase's share of a slice; a slice conducts at most φ, and slices add in series).
     Empty slices count as one voxel, so the log stays finite."""
     x, y, z = phases.shape[2:]
-    across_x, across_z = (phases.sum(axis=axis).astype(np.float64) for axis in (4, 2))  # counts
+    # counts, summed in the boxes' own dtype (exact in float32 to 2^24; a cast to float64
+    # in the sum kept the GIL, which the trunk beside needs between its layers)
+    across_x, across_z = (phases.sum(axis=axis).astype(np.float64) for axis in (4, 2))
     bounds = []
     for shares in (across_x.sum(3) / (y * z), across_z.sum(3) / (x * z), across_z.sum(2) / (x * y)):
         least = shares.shape[2] / (x * y * z)  # one voxel of a slice
@@ -586,7 +588,8 @@ class NeuralCritic:
         """The ensemble's outputs for one-hot boxes (as ``_inputs`` makes them, or flipped,
         rolled and swapped). Of what the heads read from the voxels, the layered bounds are
         computed on this process's second thread, the rest on the first before the trunk runs,
-        so that both threads take about as long (at 48³: 4.6 ms, 0.5 + 4)."""
+        so that both threads take about as long (at 48³ on an AMD EPYC: the layered bounds
+        4.6 ms; the fractions and series bounds 0.5 ms, then the trunk 4)."""
         import torch
 
         voxels = onehot.cpu().numpy()
@@ -602,7 +605,8 @@ class NeuralCritic:
     def _voxels(self, onehot: np.ndarray) -> np.ndarray:
         """(batch, phases, *box) → (batch, phases + 6 · phases): the phase fractions and the
         series bounds (``_series_bounds``)."""
-        fractions = onehot.sum(axis=(2, 3, 4)).astype(np.float64) / np.prod(onehot.shape[2:])
+        voxels = np.prod(onehot.shape[2:])  # counted in float32: exact up to 256³
+        fractions = onehot.sum(axis=(2, 3, 4)).astype(np.float64) / voxels
         return np.concatenate([fractions, _series_bounds(onehot)], axis=1)
 
     def _layered(self, pores: np.ndarray) -> np.ndarray:
