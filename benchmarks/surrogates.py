@@ -211,7 +211,7 @@ def bench_critic(
     micros = [test.structure(i) for i in range(len(test))]
     thickness = [values["thickness_um"] for values in test.values]
     # the chain before training, as in a fresh process: timed after training in the same
-    # process it took 0.73 s a structure on 2026-12-07, 0.59-0.63 s in fresh processes
+    # process it took 0.73 s a structure on 2026-12-07, 0.59-0.66 s in fresh processes
     chain = get_chain(config.screening.chain)
     chain.evaluate(micros[0], thickness[0])  # builds the cell model once, as an actor does
     physics = [best_time(lambda i=i: chain.evaluate(micros[i], thickness[i]), 1)[0]
