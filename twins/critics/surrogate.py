@@ -137,9 +137,10 @@ THICKNESS = "thickness_um"
 """The one cell-model input that the critic is given with the structure, not predicted."""
 
 CHUNK = 2
-"""Structures a prediction runs through the network together. The second thread reads the
-voxels of the chunk's structures one after the other while the trunk runs: at 48³ on 2 cores
-a structure took 5.3 ms in pairs, 5.4 alone, 8.4 in fours and 10 in 48s."""
+"""Structures a prediction runs through the network together. The second thread computes the
+layered bounds of the chunk's structures one after the other while the trunk runs: at 48³ on
+2 cores a structure took 5.3 ms in pairs, 5.4 alone, 8.4 in fours and 10 in 48s (measured
+when that thread also read the fractions and series bounds)."""
 KEPT_MB = 32
 """Freed memory the process keeps for reuse (``_keep_freed_memory``): blocks up to this size
 come from the heap, and the heap keeps this much free at its top."""
@@ -592,9 +593,9 @@ class NeuralCritic:
         4.6 ms; the fractions and series bounds 0.5 ms, then the trunk 4)."""
         import torch
 
-        voxels = onehot.cpu().numpy()
-        layered = _beside.submit(self._layered, voxels[:, self._pore or 0] > 0.5)
-        read = self._voxels(voxels)
+        boxes = onehot.cpu().numpy()
+        layered = _beside.submit(self._layered, boxes[:, self._pore or 0] > 0.5)
+        read = self._voxels(boxes)
 
         def everything() -> Any:
             both = np.concatenate([read, layered.result()], axis=1).astype(np.float32)
