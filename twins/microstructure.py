@@ -166,7 +166,7 @@ class Microstructure:
             raise
         except Exception as exc:  # zipfile and json raise many kinds on a corrupt file
             raise TwinError(f"cannot read '{path}': {type(exc).__name__}: {exc}") from None
-        labels = _as_labels(labels, path)
+        labels = as_labels(labels, path)
         if meta.get("format") == _FORMAT:
             phases = {int(k): str(v) for k, v in meta["phases"].items()}
             provenance = Provenance(**meta["provenance"])
@@ -233,8 +233,9 @@ def read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any], float | None]:
     return array, meta, size
 
 
-def _as_labels(labels: np.ndarray, path: Path) -> np.ndarray:
-    """Check that an array read from a file is a segmented label image and make it uint8."""
+def as_labels(labels: np.ndarray, path: Path) -> np.ndarray:
+    """Check that an array read from a file is a segmented label image and make it uint8
+    (``GreyImageError`` where it holds grey values)."""
     labels = np.squeeze(labels)
     if labels.ndim not in (2, 3):
         raise TwinError(

@@ -28,7 +28,14 @@ from scipy.ndimage import median_filter
 from skimage.filters import threshold_multiotsu
 
 from poreloop.twins.errors import TwinError
-from poreloop.twins.microstructure import Microstructure, Provenance, read_tiff, voxel_size
+from poreloop.twins.microstructure import (
+    GreyImageError,
+    Microstructure,
+    Provenance,
+    as_labels,
+    read_tiff,
+    voxel_size,
+)
 
 ATTENUATION: dict[str, float] = {
     "pore": 0.05,
@@ -152,8 +159,16 @@ def segment_file(
     """A grey-value TIFF stack segmented; the voxel size is ``voxel_size_um``, else the file's,
     else assumed (and recorded in ``provenance.assumed``)."""
     grey, size, assumed = read_grey(path, voxel_size_um)
-    provenance = Provenance(source=str(path), assumed=assumed)
-    return segment(grey, phases, size, method, in_grey_order, provenance)
+    try:
+        as_labels(grey, Path(path))
+    except GreyImageError:
+        provenance = Provenance(source=str(path), assumed=assumed)
+        return segment(grey, phases, size, method, in_grey_order, provenance)
+    # segmented again, phase ids would come out as other phases (ids are not attenuations)
+    raise TwinError(
+        f"'{path}' holds phase ids, not grey values: it is segmented already; the critics "
+        f"read it as it is (poreloop critic evaluate {path})"
+    )
 
 
 def read_grey(

@@ -54,7 +54,8 @@ def load(
         if found == version:  # another format's fields are not this one's
             trained = trained_type(**meta)
     except Exception as error:  # any unreadable file is the same user mistake
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        # its first sentence: torch's next ones advise loading untrusted files unsafely
+        reason = str(error).strip().split(". ")[0].splitlines()[0] if str(error).strip() else ""
         raise TwinError(
             f"'{path}' is not a poreloop {what} ({type(error).__name__}: {reason})"
         ) from None

@@ -94,3 +94,11 @@ def test_a_scan_file_keeps_its_voxel_size_or_says_it_assumed_one(
     assert (bare.voxel_size_um, bare.provenance.assumed) == (1.0, {"voxel_size_um": 1.0})
     given = segment_file(tmp_path / "bare.tif", electrode.phases, voxel_size_um=0.5)
     assert (given.voxel_size_um, given.provenance.assumed) == (0.5, {})
+
+
+def test_a_label_image_is_not_segmented_again(electrode: Microstructure, tmp_path: Path) -> None:
+    """Its phase ids read as grey values would swap phases silently (active 1 is darker than
+    cbd 2 as ids, brighter in a scan)."""
+    electrode.save(tmp_path / "labels.tif")
+    with pytest.raises(TwinError, match="holds phase ids, not grey values: it is segmented"):
+        segment_file(tmp_path / "labels.tif", electrode.phases)
