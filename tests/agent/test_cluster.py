@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from poreloop.agent.cluster import MAX_DEATHS, Job, ScreeningPool, ScreenResult, connect
+from poreloop.agent.cluster import (
+    MAX_DEATHS,
+    WORKER_NICENESS,
+    Job,
+    ScreeningPool,
+    ScreenResult,
+    connect,
+)
 from poreloop.agent.errors import AgentError
 from poreloop.agent.planners.surrogate import torch_on_one_thread
 from poreloop.twins import get_twin
@@ -195,6 +202,26 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@pytest.mark.subprocess
+def test_a_local_ray_s_workers_are_not_niced_below_other_work() -> None:
+    """In a subprocess (this one's Ray is already up): at Ray's own niceness, 15, a campaign's
+    actors would get a few % of a core beside any other busy process."""
+    script = (
+        "import os, ray\n"
+        "from poreloop.agent.cluster import connect\n"
+        "def niceness():\n"
+        "    return os.nice(0)\n"
+        "with connect(num_cpus=1):\n"
+        "    print(ray.get(ray.remote(num_cpus=1)(niceness).remote()))\n"
+    )
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) == WORKER_NICENESS
 
 
 @pytest.mark.subprocess
