@@ -157,7 +157,7 @@ def segment_file(
     in_grey_order: bool = False,
 ) -> Microstructure:
     """A grey-value TIFF stack segmented; the voxel size is ``voxel_size_um``, else the file's,
-    else assumed (and recorded in ``provenance.assumed``)."""
+    else assumed (and recorded in ``provenance.assumed``). A label image is refused."""
     grey, size, assumed = read_grey(path, voxel_size_um)
     try:
         as_labels(grey, Path(path))
