@@ -606,8 +606,8 @@ class NeuralCritic:
     def _voxels(self, onehot: np.ndarray) -> np.ndarray:
         """(batch, phases, *box) → (batch, phases + 6 · phases): the phase fractions and the
         series bounds (``_series_bounds``)."""
-        voxels = np.prod(onehot.shape[2:])  # counted in float32: exact up to 256³
-        fractions = onehot.sum(axis=(2, 3, 4)).astype(np.float64) / voxels
+        counts = onehot.sum(axis=(2, 3, 4))  # in float32: exact up to 256³
+        fractions = counts.astype(np.float64) / np.prod(onehot.shape[2:])
         return np.concatenate([fractions, _series_bounds(onehot)], axis=1)
 
     def _layered(self, pores: np.ndarray) -> np.ndarray:

@@ -55,7 +55,7 @@ def load(
             trained = trained_type(**meta)
     except Exception as error:  # any unreadable file is the same user mistake
         # its first sentence: torch's next ones advise loading untrusted files unsafely
-        reason = str(error).strip().split(". ")[0].splitlines()[0] if str(error).strip() else ""
+        reason = str(error).strip().split(". ")[0].partition("\n")[0]
         raise TwinError(
             f"'{path}' is not a poreloop {what} ({type(error).__name__}: {reason})"
         ) from None
