@@ -46,7 +46,8 @@ def finish(process: subprocess.Popen[bytes], log: Path, timeout: float = 400) ->
 
 def fast_lab(folder: Path) -> str:
     """``sim-lab.yaml`` at 1e-5 wall seconds per simulated second, for campaigns that need not
-    catch the lab mid-action: a rate test's four simulated hours then pass in 0.15 s, not 15."""
+    catch the lab mid-action: its rate tests' simulated hours then pass in a fraction of a
+    second instead of tens of seconds a sample."""
     lab = yaml.safe_load((CONFIGS / "sim-lab.yaml").read_text())
     path = folder / "lab.yaml"
     path.write_text(yaml.safe_dump({**lab, "time_scale": 1e-5}))
