@@ -190,10 +190,10 @@ class Campaign:
             "timings", {"screening_s": 0.0, "selecting_s": 0.0, "waiting_s": 0.0}
         )
         while True:
-            self._absorb_lab()
+            lab_idle = self._absorb_lab()
             screening_left = screened < config.iterations and config.screening.batch > 0
             room = self._lab_room()
-            if not screening_left and room is None and self._lab_idle():
+            if not screening_left and room is None and lab_idle:
                 return
             start = time.perf_counter()
             if screening_left or room:
@@ -230,9 +230,6 @@ class Campaign:
             return None
         in_flight = sum(s["stage"] not in FINAL for s in samples)
         return min(max(self.lab_settings.per_iteration - in_flight, 0), budget)
-
-    def _lab_idle(self) -> bool:
-        return all(s["stage"] in FINAL for s in self.store.samples())
 
     def _screen_batch(self, iteration: int) -> None:
         recipes = self._ask(self.config.screening.batch, fidelity="twin")
@@ -371,14 +368,25 @@ class Campaign:
             "reason": result.problem,
         }
 
-    def _absorb_lab(self) -> None:
-        """Tell the planner what the lab finished; refit the calibration on new scans."""
-        if self.lab is None:
-            return
-        finished = [self.store.sample(sample) for sample in self.lab.finished()]
-        if any(self._tell_lab(sample) for sample in finished):
+    def _absorb_lab(self) -> bool:
+        """Tell the planner what the lab finished since the last call; refit the calibration
+        on new scans. True when the lab is idle (every sample final): judged on the same read
+        of the journal as what was told, so a sample that ends meanwhile waits for the next
+        call instead of being missed."""
+        if self.config.lab is None:
+            return True
+        samples = self.store.samples()
+        finished = [
+            s
+            for s in samples
+            if s["stage"] in FINAL and not s["told"] and s["id"] not in self.absorbed
+        ]
+        self.absorbed.update(sample["id"] for sample in finished)
+        told = [sample for sample in finished if self._tell_lab(sample)]
+        if told:
             self._save_planner(int(self.store.meta("iteration", 0)))
             self._calibrate()
+        return all(sample["stage"] in FINAL for sample in samples)
 
     def _tell_lab(self, sample: dict[str, Any]) -> bool:
         """Tell a finished sample's lab outcome, with the twin's prediction for it where the
@@ -503,6 +511,7 @@ class Campaign:
 
         state, self.screens_told = self.store.planner_state()
         self.samples_told: list[int] = []
+        self.absorbed: set[int] = set()  # final samples _absorb_lab saw, told or not
         if state is not None:
             planner = make_planner(state=state)
         else:
@@ -535,9 +544,7 @@ class Campaign:
                 [self._outcome(row["properties"], row["reason"], "twin") for row in missed],
             )
             self.screens_told = missed[-1]["id"]
-        for sample in self.store.samples():
-            if not sample["told"]:
-                self._tell_lab(sample)
+        self._absorb_lab()
 
     def _save_planner(self, iteration: int) -> None:
         self.store.save_planner(

@@ -8,8 +8,8 @@ own journal replays the outcome, so nothing is fabricated twice. An ``UnknownOut
 instrument died mid-action) marks the sample ``unknown``, never re-made; an instrument that is
 down is re-asked under the same key until ``lab.timeout_s`` runs out, then its sample fails.
 
-What a station learns goes to the store; finished samples (measured, failed, unknown) are
-handed to the campaign through ``finished()`` on its own thread.
+What a station learns goes to the store, and the store alone tells the campaign which samples
+ended (measured, failed, unknown): a sample's final stage and its results are one write.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from poreloop.agent.store import FINAL, Store
+from poreloop.agent.store import Store
 
 log = logging.getLogger("poreloop.lab")
 
@@ -79,7 +79,6 @@ class LabPipeline:
         self.keys = keys
         self._stop = threading.Event()
         self._watcher: Any = None
-        self._done: queue.Queue[int] = queue.Queue()
         self._inboxes: dict[str, queue.Queue[int]] = {name: queue.Queue() for name in STATIONS}
         self._threads = [
             threading.Thread(target=self._serve, args=(name,), name=f"lab-{name}", daemon=True)
@@ -94,15 +93,6 @@ class LabPipeline:
         """Start (or, after a resume, continue) a sample at the station its stage calls for."""
         stage = self.store.sample(sample)["stage"]
         self._inboxes[NEXT_STATION[stage]].put(sample)
-
-    def finished(self) -> list[int]:
-        """Samples that ended (measured, failed, unknown) since the last call."""
-        ended = []
-        while True:
-            try:
-                ended.append(self._done.get_nowait())
-            except queue.Empty:
-                return ended
 
     def cycle_life(self, sample: int, cycles: int, c_rate: float) -> dict[str, Any] | None:
         """A measured sample's cycle-life test (main thread, after the campaign's last rate
@@ -177,10 +167,7 @@ class LabPipeline:
                     reason = f"{name}: {type(error).__name__}: {error}"
                     self.store.update_sample(sample, "failed", reason=reason)
                     following = None
-                if following is None:
-                    if self.store.sample(sample)["stage"] in FINAL:
-                        self._done.put(sample)
-                else:
+                if following is not None:
                     self._inboxes[following].put(sample)
         finally:
             client.close()

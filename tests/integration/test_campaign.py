@@ -44,6 +44,27 @@ def finish(process: subprocess.Popen[bytes], log: Path, timeout: float = 400) ->
     assert code == 0, f"exit {code}:\n{log.read_text()[-3000:]}"
 
 
+def fast_lab(folder: Path) -> str:
+    """``sim-lab.yaml`` at 1e-5 wall seconds per simulated second, for campaigns that need not
+    catch the lab mid-action: a rate test's four simulated hours then pass in 0.15 s, not 15."""
+    lab = yaml.safe_load((CONFIGS / "sim-lab.yaml").read_text())
+    path = folder / "lab.yaml"
+    path.write_text(yaml.safe_dump({**lab, "time_scale": 1e-5}))
+    return str(path)
+
+
+def quick(folder: Path, **changes: Any) -> Path:
+    """``quick.yaml`` on the fast lab, ``changes`` replacing its top-level keys (of a section,
+    the keys given)."""
+    config = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
+    config["lab"]["simulated"] = fast_lab(folder)
+    for key, value in changes.items():
+        config[key] = {**config[key], **value} if isinstance(config.get(key), dict) else value
+    path = folder / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def status(out: Path) -> dict:
     done = subprocess.run(
         [sys.executable, "-c", CLI, "status", str(out), "--json"],
@@ -65,13 +86,7 @@ def test_a_quick_campaign_finishes_learns_and_reports(tmp_path: Path, ray_addres
     out, log = tmp_path / "run", tmp_path / "log.txt"
     finish(
         poreloop(
-            "run",
-            CONFIGS / "quick.yaml",
-            "--out",
-            out,
-            "--json-log",
-            ray_address=ray_address,
-            log=log,
+            "run", quick(tmp_path), "--out", out, "--json-log", ray_address=ray_address, log=log
         ),
         log,
     )
@@ -105,19 +120,21 @@ def test_the_best_sample_is_cycled_and_its_life_predicted_from_its_first_cycles(
     from poreloop.twins.critics.lifetime import LifetimeModel
 
     LifetimeModel.fit(*simulated_cells(40, 100, seed=0), 100).save(tmp_path / "life.json")
-    lab = yaml.safe_load((CONFIGS / "sim-lab.yaml").read_text())
-    (tmp_path / "lab.yaml").write_text(yaml.safe_dump({**lab, "time_scale": 1e-5}))
-    config = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
-    config["iterations"] = 2
-    config["lab"] |= {
-        "simulated": "lab.yaml",
+    lab = {
         "samples": 3,
         "cycle_life": {"top": 1, "cycles": 100, "c_rate": 2.0, "lifetime": "life.json"},
     }
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     out, log = tmp_path / "run", tmp_path / "log.txt"
     finish(
-        poreloop("run", tmp_path / "c.yaml", "--out", out, ray_address=ray_address, log=log), log
+        poreloop(
+            "run",
+            quick(tmp_path, iterations=2, lab=lab),
+            "--out",
+            out,
+            ray_address=ray_address,
+            log=log,
+        ),
+        log,
     )
     results = [
         json.loads(r)
@@ -227,15 +244,16 @@ def test_a_bad_config_is_one_line_per_problem_and_nothing_starts(tmp_path: Path)
 class ServedLab:
     """The campaign's four instruments as server subprocesses on free loopback ports, started
     apart from the campaign as a lab runs them (``lab.endpoints`` in its config); with
-    ``approval`` the robot holds every motion for a person."""
+    ``approval`` the robot holds every motion for a person. ``time_scale`` as ``fast_lab``'s
+    unless a test must catch an instrument mid-action."""
 
-    def __init__(self, folder: Path, approval: bool = False) -> None:
+    def __init__(self, folder: Path, approval: bool = False, time_scale: float = 1e-5) -> None:
         from poreloop.instruments.lab_config import LabConfig
 
         self.config = LabConfig.model_validate(
             {
                 "lab_dir": folder / "lab",
-                "time_scale": 0.001,
+                "time_scale": time_scale,
                 "instruments": [
                     {
                         "kind": kind,
@@ -331,7 +349,7 @@ def test_an_instrument_killed_mid_campaign_and_restarted(tmp_path: Path, ray_add
     campaign re-asks under its keys, no sample is lost, none is measured twice."""
     out, log = tmp_path / "run", tmp_path / "log.txt"
     database = out / "campaign.sqlite"
-    with ServedLab(tmp_path) as lab:
+    with ServedLab(tmp_path, time_scale=1e-3) as lab:  # slow enough to kill a rate test
         config = lab.campaign(tmp_path / "c.yaml")
         process = poreloop(
             "run", config, "--out", out, "--json-log", ray_address=ray_address, log=log
@@ -460,14 +478,10 @@ def test_a_lab_only_campaign_tells_its_planner_the_lab_alone(
 def test_a_campaign_joins_the_ray_cluster_its_config_names(tmp_path: Path, ray_head: str) -> None:
     """``ray.address`` in the config, ``RAY_ADDRESS`` unset: the campaign screens on the head's
     one CPU (not a local Ray of this machine's two) and leaves the cluster running."""
-    config = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
-    config["lab"]["simulated"] = str(CONFIGS / "sim-lab.yaml")
-    config["ray"] = {"address": ray_head}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     out, log = tmp_path / "run", tmp_path / "log.txt"
     campaign = poreloop(
         "run",
-        tmp_path / "c.yaml",
+        quick(tmp_path, ray={"address": ray_head}),
         "--out",
         out,
         "--json-log",
