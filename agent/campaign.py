@@ -101,7 +101,9 @@ class Campaign:
         self.store = recorded_in or Store(self.out)
         self.config = config
         self.on_progress = on_progress or (lambda progress: None)
-        self.progress = Progress()
+        self.progress = Progress(  # recipes screened, as ``status`` counts them
+            screened=sum(row["purpose"] == "screen" for row in self.store.screens())
+        )
         self._shown: Progress | None = None
         self.twin, self.space, self.fixed = config.design()
         self.shape = (config.screening.size,) * 3
@@ -236,6 +238,7 @@ class Campaign:
         ids, outcomes = self._screen(iteration, recipes, "screen")
         self.planner.tell(recipes, outcomes)
         self.screens_told = max(ids)
+        self.progress.screened += len(ids)
 
     def _select_for_lab(self, iteration: int, k: int) -> None:
         recipes = self._ask(k, fidelity="lab")
@@ -296,7 +299,6 @@ class Campaign:
             )
             outcomes.append(self._outcome(properties, result.reason, "twin"))
         ids = self.store.add_screens(iteration, rows, purpose)
-        self.progress.screened += len(rows)
         return ids, outcomes
 
     def _outcome(

@@ -109,6 +109,9 @@ def test_a_quick_campaign_finishes_learns_and_reports(tmp_path: Path, ray_addres
     assert "data:image/png;base64," in report and "Twin against lab" in report
     told = rows(out / "campaign.sqlite", "SELECT count(*) FROM samples WHERE told = 1")[0][0]
     assert lab["measured"] <= told <= lab["measured"] + lab["failed"]
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    shown = [event["screened"] for event in events if event.get("event") == "progress"]
+    assert shown[-1] == summary["screened"]  # the live count is the recipes screened
 
 
 def test_the_best_sample_is_cycled_and_its_life_predicted_from_its_first_cycles(
