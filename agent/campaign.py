@@ -378,13 +378,8 @@ class Campaign:
         if self.config.lab is None:
             return True
         samples = self.store.samples()
-        finished = [
-            s
-            for s in samples
-            if s["stage"] in FINAL and not s["told"] and s["id"] not in self.absorbed
-        ]
-        self.absorbed.update(sample["id"] for sample in finished)
-        told = [sample for sample in finished if self._tell_lab(sample)]
+        finished = [s for s in samples if s["stage"] in FINAL and not s["told"]]
+        told = [sample for sample in finished if self._tell_lab(sample)]  # saved as told below
         if told:
             self._save_planner(int(self.store.meta("iteration", 0)))
             self._calibrate()
@@ -513,7 +508,6 @@ class Campaign:
 
         state, self.screens_told = self.store.planner_state()
         self.samples_told: list[int] = []
-        self.absorbed: set[int] = set()  # final samples _absorb_lab saw, told or not
         if state is not None:
             planner = make_planner(state=state)
         else:
