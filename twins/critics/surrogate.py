@@ -429,9 +429,10 @@ def _network(
                 return self.trunk(onehot)
             weight = self._first.weight[:, :-1] - self._first.weight[:, -1:]
             x = _strided_conv(self.trunk[0](onehot[:, :-1]), weight, walled)
-            x = x + self._box(onehot.shape[2:])
+            x += self._box(onehot.shape[2:])
             for layer in list(self.trunk)[2:]:  # slicing a Sequential builds a new one
-                x = layer(x)
+                # activations in place: a few MB less to allocate and stream at 48³
+                x = nn.functional.silu(x, inplace=True) if isinstance(layer, nn.SiLU) else layer(x)
             return x
 
         def _box(self, shape: torch.Size) -> torch.Tensor:
