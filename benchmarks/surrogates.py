@@ -23,7 +23,7 @@ variance model (log life linear in log var ΔQ alone) and a constant predictor.
         [--critic-test 200] [--epochs 70] [--edge 48] [--train-structures 6]
         [--test-structures 8] [--steps 2400]
         [--life-cells 400] [--life-test 200] [--early-cycles 100] [--gan-edge 128]
-        [--gan-steps 1500] [--seed 0] [--json PATH]
+        [--gan-steps 3000] [--seed 0] [--json PATH]
 
 from the repository root. The table goes to stdout, progress to stderr, the results as JSON to
 PATH (default runs/benchmarks/surrogates.json).
@@ -607,7 +607,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--life-test", type=int, default=200, help="fresh cells to test on")
     parser.add_argument("--early-cycles", type=int, default=100)
     parser.add_argument("--gan-edge", type=int, default=128, help="training image edge")
-    parser.add_argument("--gan-steps", type=int, default=1500, help="generator updates")
+    parser.add_argument("--gan-steps", type=int, default=3000, help="generator updates")
     parser.add_argument("--seed", type=int, default=0)
     add_json_option(parser, "surrogates")
     args = parser.parse_args(argv)

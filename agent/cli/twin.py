@@ -107,7 +107,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     train_gan.add_argument("image", type=Path, metavar="IMAGE", help="a .tif/.tiff or .npz file")
     train_gan.add_argument("--out", type=Path, required=True, help="generator file to write (.pt)")
-    train_gan.add_argument("--steps", type=positive_int, default=1500, help="generator updates")
+    train_gan.add_argument("--steps", type=positive_int, default=3000, help="generator updates")
     train_gan.add_argument(
         "--patch",
         type=positive_int,
