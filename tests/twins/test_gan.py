@@ -40,7 +40,7 @@ def test_training_moves_the_generator_s_own_mix_to_the_images(
 ) -> None:
     """An untrained generator makes each phase about equally often (pore 0.5 here); 60 steps
     bring the pore fraction of its own most probable phases within 0.15 of the image's quarter
-    (0.38; it takes the benchmark's 1500 steps to come within 0.05)."""
+    (0.38; it takes 1500 steps to come within 0.05)."""
 
     def own_porosity(generator: StructureGenerator) -> float:
         return float(np.mean(generator.log_probabilities((48, 48, 48), rng()).argmax(0) == 0))
