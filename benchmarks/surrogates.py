@@ -62,7 +62,7 @@ from poreloop.agent.config import SurrogateSettings
 from poreloop.instruments.tomography import noise_sigma, render
 from poreloop.twins.critics import segmentation_net, tortuosity
 from poreloop.twins.critics.segmentation import METHODS, grey_order
-from poreloop.twins.manufacturing import get_twin
+from poreloop.twins.manufacturing import gan, get_twin
 from poreloop.twins.microstructure import Microstructure
 
 TWIN = "li_ion_electrode"
@@ -472,13 +472,12 @@ def bench_generator(edge: int, steps: int, seed: int) -> tuple[list[GeneratorRow
     """Train on one electrode-twin structure; judge realisations of its size and of twice it
     beside the twin's own other realisations of the same recipe."""
     from poreloop.twins.critics.morphology import two_point_correlation
-    from poreloop.twins.manufacturing.gan import train
 
     twin = get_twin(TWIN)
     image = twin.generate(shape=(edge,) * 3, seed=seed)
     ids = sorted(image.phases)
     log(f"generator: training {steps} steps on a {edge}^3 {TWIN} structure")
-    generator = train(image, steps=steps, seed=seed, log=log)
+    generator = gan.train(image, steps=steps, seed=seed, log=log)
     r_max = edge // 4
 
     def judged(labels: np.ndarray) -> tuple[list[float], np.ndarray, float]:
@@ -607,7 +606,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--life-test", type=int, default=200, help="fresh cells to test on")
     parser.add_argument("--early-cycles", type=int, default=100)
     parser.add_argument("--gan-edge", type=int, default=128, help="training image edge")
-    parser.add_argument("--gan-steps", type=int, default=3000, help="generator updates")
+    parser.add_argument("--gan-steps", type=int, default=gan.STEPS, help="generator updates")
     parser.add_argument("--seed", type=int, default=0)
     add_json_option(parser, "surrogates")
     args = parser.parse_args(argv)

@@ -107,7 +107,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     train_gan.add_argument("image", type=Path, metavar="IMAGE", help="a .tif/.tiff or .npz file")
     train_gan.add_argument("--out", type=Path, required=True, help="generator file to write (.pt)")
-    train_gan.add_argument("--steps", type=positive_int, default=3000, help="generator updates")
+    train_gan.add_argument("--steps", type=positive_int, help="generator updates (3000)")
     train_gan.add_argument(
         "--patch",
         type=positive_int,
@@ -164,7 +164,7 @@ def twin_train_gan(args: argparse.Namespace) -> int:
     try:
         generator = gan.train(
             image,
-            steps=args.steps,
+            steps=args.steps or gan.STEPS,
             patch=args.patch or gan.PATCH,
             seed=args.seed,
             log=status.show,

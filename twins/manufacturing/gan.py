@@ -56,6 +56,9 @@ GRADIENT_PENALTY = 10.0
 CRITIC_STEPS = 5
 """Critic updates per generator update (WGAN-GP's)."""
 LEARNING_RATE = 1e-4
+STEPS = 3000
+"""Generator updates unless told: on the benchmark's two 128³ electrode images 1500 left one
+image's pore τ 27 % above the image's, 3000 brought both within 10 %."""
 OFFSET_SWEEPS = 10
 """Rounds of the phase offsets' fit (``_phase_offsets``) where there are more than two phases."""
 FIT_VOXELS = 128**3
@@ -172,7 +175,7 @@ class StructureGenerator:
 
 def train(
     image: Microstructure,
-    steps: int = 3000,
+    steps: int = STEPS,
     batch: int = 4,
     width: int = 16,
     patch: int = PATCH,
