@@ -20,8 +20,8 @@ variance model (log life linear in log var ΔQ alone) and a constant predictor.
 
     .venv/bin/python -m benchmarks.surrogates [--parts critic segmentation lifetime generator]
         [--config configs/electrode-fast.yaml] [--critic-edge 48] [--critic-structures 1440]
-        [--critic-test 200] [--epochs 70] [--edge 48] [--train-structures 6]
-        [--test-structures 8] [--steps 2400]
+        [--critic-test 200] [--epochs 70] [--edge 48] [--train-structures 24]
+        [--test-structures 8] [--steps 3000]
         [--life-cells 400] [--life-test 200] [--early-cycles 100] [--gan-edge 128]
         [--gan-steps 3000] [--seed 0] [--json PATH]
 
@@ -331,7 +331,8 @@ def run_segmentation(args: argparse.Namespace) -> tuple[list[str], list[Segmenta
     rows = bench_segmentation(net, held_out, args.seed + 1)
     notes = [
         f"segmentation: {TWIN} structures of {args.edge}^3 from recipes spread over its space "
-        f"(Sobol); U-Net trained on {len(training)} (seed {args.seed}) scanned at "
+        f"(Sobol); U-Net ({net.trained.channels} channels) trained on {len(training)} "
+        f"(seed {args.seed}) scanned at "
         f"{', '.join(f'{e:g}' for e in TRAINING_EXPOSURES_S)} s exposure ({args.steps} steps of "
         f"4 random 32^3 boxes, {train_s:.0f} s on this machine), tested on {len(held_out)} "
         f"others (seed {HELD_OUT_SEED}), each scanned once per noise level",
@@ -599,9 +600,9 @@ def main(argv: list[str] | None = None) -> None:
         "--members", type=int, default=trained["members"].default, help="neural critic networks"
     )
     parser.add_argument("--edge", type=int, default=48, help="segmentation structure edge")
-    parser.add_argument("--train-structures", type=int, default=6)
+    parser.add_argument("--train-structures", type=int, default=24)
     parser.add_argument("--test-structures", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=2400, help="U-Net optimiser steps")
+    parser.add_argument("--steps", type=int, default=3000, help="U-Net optimiser steps")
     parser.add_argument("--life-cells", type=int, default=400, help="cells to learn life from")
     parser.add_argument("--life-test", type=int, default=200, help="fresh cells to test on")
     parser.add_argument("--early-cycles", type=int, default=100)
