@@ -119,9 +119,35 @@ def test_training_without_steps_is_refused_in_one_line(structures) -> None:
         segmentation_net.train(structures[:1], scan, [1.0], twin="x", steps=0, crop=16)
 
 
-def test_training_that_diverges_stops_with_the_step(structures) -> None:
-    def broken(micro: Microstructure, exposure_s: float, rng: np.random.Generator) -> np.ndarray:
-        return np.full(micro.shape, np.nan, dtype=np.float32)  # a scanner model gone wrong
+def test_training_that_diverges_stops_with_the_step(structures, monkeypatch) -> None:
+    monkeypatch.setattr(segmentation_net, "LEARNING_RATE", 1e30)
+    with pytest.raises(TwinError, match="training diverged at step [2-9]"):
+        segmentation_net.train(structures[:1], scan, [1.0], twin="x", steps=9, crop=16)
 
-    with pytest.raises(TwinError, match="training diverged at step 1"):
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (lambda grey: np.full(grey.shape, np.nan), "scan at 1 s holds NaN or infinite greys"),
+        (lambda grey: np.zeros_like(grey), "show active .* no brighter than pore"),
+    ],
+)
+def test_training_scans_from_a_scanner_model_gone_wrong_are_refused(
+    structures, fault, message
+) -> None:
+    def broken(micro: Microstructure, exposure_s: float, rng: np.random.Generator) -> np.ndarray:
+        return fault(scan(micro, exposure_s, rng))
+
+    with pytest.raises(TwinError, match=message):
         segmentation_net.train(structures[:1], broken, [1.0], twin="x", steps=3, crop=16)
+
+
+def test_the_model_reads_scans_in_its_training_scans_calibration(structures, net) -> None:
+    pore, cbd, active = net.trained.grey_levels
+    assert pore < cbd < active  # the tomograph's calibration, as the training scans show it
+    for exposure in (0.1, 10.0):  # noisier and cleaner than training: the same calibration
+        net(scan(structures[2], exposure, np.random.default_rng(3)), 3)
+    grey = scan(structures[2], 1.0, np.random.default_rng(3))
+    for other in (grey // 257, grey / 65535.0):  # 8-bit, and scaled to 0..1
+        with pytest.raises(TwinError, match="another grey calibration; rescale"):
+            net(other, 3)
