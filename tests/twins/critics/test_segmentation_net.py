@@ -147,6 +147,10 @@ def test_the_model_reads_scans_in_its_training_scans_calibration(structures, net
     assert pore < cbd < active  # the tomograph's calibration, as the training scans show it
     for exposure in (0.1, 10.0):  # noisier and cleaner than training: the same calibration
         net(scan(structures[2], exposure, np.random.default_rng(3)), 3)
+    phases = structures[2].phases
+    for only in phases:  # nothing but one phase: the median at that phase's own grey
+        alone = Microstructure(np.full((16, 16, 16), only, np.uint8), 0.5, phases)
+        net(scan(alone, 0.1, np.random.default_rng(3)), 3)
     grey = scan(structures[2], 1.0, np.random.default_rng(3))
     for other in (grey // 257, grey / 65535.0):  # 8-bit, and scaled to 0..1
         with pytest.raises(TwinError, match="another grey calibration; rescale"):
