@@ -108,12 +108,12 @@ def calibrated(grey: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     (float32).
 
     Scaled by the scanner's calibration, not by each scan's own spread: a scan's percentiles
-    move with its phase fractions and its noise (a 1 s scan of a 17 % porous electrode has its
-    1st percentile 0.15 of the contrast brighter than one of 40 %), and a network fed such
-    scans reads the same grey as different phases.
+    move with its phase fractions and its noise (at 1 s the 1st percentile of a 17 % porous
+    electrode lies a sixth of the pore-NMC contrast above those of 34-55 % porous ones), and a
+    network fed such scans reads the same grey as different phases.
     """
-    low, high = levels[0], levels[-1]
-    return ((grey.astype(np.float32) - low) / np.float32(high - low)).astype(np.float32)
+    low, high = np.float32(levels[0]), np.float32(levels[-1])
+    return (grey.astype(np.float32) - low) / (high - low)
 
 
 class SegmentationNet:
