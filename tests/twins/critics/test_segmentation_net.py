@@ -155,3 +155,25 @@ def test_the_model_reads_scans_in_its_training_scans_calibration(structures, net
     for other in (grey // 257, grey / 65535.0):  # 8-bit, and scaled to 0..1
         with pytest.raises(TwinError, match="another grey calibration; rescale"):
             net(other, 3)
+
+
+def test_a_voxel_s_scores_depend_on_no_voxel_beyond_the_margin(net) -> None:
+    import torch
+
+    x = torch.rand(1, 1, 64, 64, 64)
+    net.model.eval()
+    with torch.no_grad():
+        before = net.model(x)
+        x[0, 0, 32, 32, 32] += 10.0
+        changed = (net.model(x) - before).abs().amax(dim=(0, 1)) > 0
+    reach = np.abs(np.argwhere(changed.numpy()) - 32).max()
+    assert 0 < reach <= segmentation_net.MARGIN
+
+
+def test_a_scan_larger_than_a_tile_is_classified_as_in_one_pass(net, monkeypatch) -> None:
+    low, _, high = net.trained.grey_levels
+    grey = np.random.default_rng(4).uniform(low, high, (101, 37, 30)).astype(np.uint16)
+    whole = net(grey, 3)
+    monkeypatch.setattr(segmentation_net, "TILE", 64)  # 16 voxels classified per box along x
+    assert len(list(segmentation_net.boxes((104, 40, 32)))) == 7
+    np.testing.assert_array_equal(net(grey, 3), whole)
