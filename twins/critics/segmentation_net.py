@@ -158,11 +158,11 @@ class SegmentationNet:
         padded = np.pad(volume, [(0, -n % multiple) for n in volume.shape], mode="reflect")
         classes = np.empty(padded.shape, dtype=np.uint8)
         self.model.eval()
-        for box, inner in boxes(padded.shape):
-            x = torch.from_numpy(calibrated(padded[box], self.trained.grey_levels))
-            with torch.no_grad():
+        with torch.no_grad():
+            for box, inner in boxes(padded.shape):
+                x = torch.from_numpy(calibrated(padded[box], self.trained.grey_levels))
                 scores = self.model(x[None, None].to(self.device))[0]
-            classes[box][inner] = scores[(slice(None), *inner)].argmax(0).cpu().numpy()
+                classes[box][inner] = scores[(slice(None), *inner)].argmax(0).cpu().numpy()
         classes = classes[tuple(slice(0, n) for n in volume.shape)]
         return classes if grey.ndim == 3 else classes[:, :, 0]
 
